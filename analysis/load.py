@@ -1,0 +1,328 @@
+"""Load a data folder in the canonical contract, parse it, and check every rule of the contract.
+
+``load(path)`` returns a :class:`Dataset`: typed polars LazyFrames (nothing is read eagerly that
+does not need to be) plus the files' checksums and row counts for the manifest. Unless told
+otherwise it first runs :func:`check`, which reports *every* problem at once, each located by
+file, row, column and value, as a :class:`~analysis.schema.DataError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from analysis.schema import CONTRACT, DataError, Problem, Table, find_table_file
+
+ROW = "_row"  # 1-based data row number carried through parsing for error messages
+MAX_EXAMPLES = 1000  # problems of one kind listed one by one; the rest are counted
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One input file, as recorded in the manifest."""
+
+    table: str
+    name: str
+    sha256: str
+    rows: int
+
+
+@dataclass
+class Dataset:
+    """The canonical tables of one data folder, typed and lazily read."""
+
+    path: Path
+    tables: dict[str, pl.LazyFrame]
+    files: list[FileInfo] = field(default_factory=list)
+    synthetic: bool = False
+    source: str = "canonical"
+
+    def __getitem__(self, table: str) -> pl.LazyFrame:
+        return self.tables[table]
+
+    def __contains__(self, table: str) -> bool:
+        return table in self.tables
+
+    def rows(self, table: str) -> int:
+        return next(f.rows for f in self.files if f.table == table)
+
+
+def load(path: str | Path, *, check_contract: bool = True) -> Dataset:
+    """Load the canonical tables in ``path`` (a folder).
+
+    Parameters
+    ----------
+    path : str or Path
+        Folder holding ``<table>.csv``, ``<table>.csv.gz`` or ``<table>.parquet`` per table.
+    check_contract : bool, default True
+        Check every rule of the contract first and raise :class:`DataError` listing all problems.
+
+    Returns
+    -------
+    Dataset
+        Typed LazyFrames (columns as in the contract, ``_row`` dropped), file checksums and row
+        counts. ``synthetic`` is true when the folder holds a ``truth.json`` written by
+        ``levelfield simulate``.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DataError([Problem(str(folder), "no such folder", check="folder")], source=str(folder))
+    raw, problems = _scan_folder(folder)
+    if check_contract:
+        problems += _check(raw, folder)
+    if problems:
+        raise DataError(problems, source=str(folder))
+    tables = {name: frame.drop(ROW) for name, (frame, _) in raw.items()}
+    files = [
+        FileInfo(table=name, name=file.name, sha256=sha256(file), rows=_count(frame))
+        for name, (frame, file) in sorted(raw.items())
+    ]
+    return Dataset(folder, tables, files, synthetic=(folder / "truth.json").exists())
+
+
+def sha256(file: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _count(frame: pl.LazyFrame) -> int:
+    return frame.select(pl.len()).collect().item()
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and parsing
+
+
+def _scan_folder(folder: Path) -> tuple[dict[str, tuple[pl.LazyFrame, Path]], list[Problem]]:
+    """Scan each table file present; parse columns; report missing tables and columns."""
+    raw: dict[str, tuple[pl.LazyFrame, Path]] = {}
+    problems: list[Problem] = []
+    for name, table in CONTRACT.items():
+        file = find_table_file(folder, name)
+        if file is None:
+            if table.required:
+                problems.append(Problem(
+                    str(folder), f"required table {name} is missing: expected {name}.csv, "
+                    f"{name}.csv.gz or {name}.parquet", check="missing table"))
+            continue
+        try:
+            frame = _scan(file)
+            present = frame.collect_schema()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            problems.append(Problem(file.name, f"cannot be read: {exc}", check="unreadable"))
+            continue
+        missing = [c.name for c in table.columns if c.required and c.name not in present]
+        for column in missing:
+            problems.append(Problem(
+                file.name, f"required column {column} is missing (columns found: "
+                f"{', '.join(n for n in present if n != ROW)})", column=column,
+                check="missing column"))
+        if missing:
+            continue
+        raw[name] = (_parse(frame, table, present), file)
+    return raw, problems
+
+
+def _scan(file: Path) -> pl.LazyFrame:
+    if file.suffix == ".parquet":
+        frame = pl.scan_parquet(file)
+    else:
+        # Everything is read as text first so that a bad value is reported, not silently nulled.
+        frame = pl.scan_csv(file, infer_schema=False, encoding="utf8")
+    return frame.with_row_index(ROW, offset=1)
+
+
+def _raw(column: str) -> str:
+    return f"_raw_{column}"
+
+
+def _parse(frame: pl.LazyFrame, table: Table, present: pl.Schema) -> pl.LazyFrame:
+    """Typed columns of ``table`` plus, for checks, each column's raw text as ``_raw_<name>``."""
+    exprs: list[pl.Expr] = [pl.col(ROW)]
+    for column in table.columns:
+        if column.name not in present:
+            exprs += [pl.lit(None, column.dtype).alias(column.name),
+                      pl.lit(None, pl.String).alias(_raw(column.name))]
+            continue
+        source = pl.col(column.name)
+        if present[column.name] == pl.String:
+            text = source.str.strip_chars()
+            text = pl.when(text == "").then(None).otherwise(text)
+            typed = _from_text(text, column.type)
+        else:
+            text = source.cast(pl.String)
+            typed = _from_typed(source, present[column.name], column.type)
+        exprs += [typed.alias(column.name), text.alias(_raw(column.name))]
+    return frame.select(exprs)
+
+
+_TRUE = ("true", "t", "yes", "y", "1")
+_FALSE = ("false", "f", "no", "n", "0")
+
+
+def _from_text(text: pl.Expr, kind: str) -> pl.Expr:
+    if kind == "str":
+        return text
+    if kind == "int":
+        return text.cast(pl.Int64, strict=False)
+    if kind == "float":
+        return text.cast(pl.Float64, strict=False)
+    if kind == "bool":
+        lower = text.str.to_lowercase()
+        return (pl.when(lower.is_in(_TRUE)).then(True)
+                .when(lower.is_in(_FALSE)).then(False).otherwise(None))
+    if kind == "date":
+        return text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    if kind == "timestamp":
+        return parse_timestamp(text)
+    raise ValueError(f"unknown column type {kind}")
+
+
+def parse_timestamp(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 text to UTC timestamps; text without an offset is taken as UTC (the contract)."""
+    iso = text.str.replace(r"Z$", "+00:00").str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+    utc = pl.Datetime("us", "UTC")
+    with_offset = [iso.str.strptime(utc, f, strict=False)
+                   for f in ("%Y-%m-%dT%H:%M:%S%.f%:z", "%Y-%m-%dT%H:%M%:z")]
+    naive = [iso.str.strptime(pl.Datetime("us"), f, strict=False).dt.replace_time_zone("UTC")
+             for f in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M")]
+    day = iso.str.strptime(pl.Date, "%Y-%m-%d", strict=False).cast(pl.Datetime("us"))
+    return pl.coalesce(*with_offset, *naive, day.dt.replace_time_zone("UTC"))
+
+
+def _from_typed(source: pl.Expr, dtype: pl.DataType, kind: str) -> pl.Expr:
+    """Columns that arrive typed (Parquet): cast to the contract's type."""
+    if kind == "timestamp" and isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return source.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        return source.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+    if kind == "timestamp" and dtype == pl.Date:
+        return source.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if kind == "date" and isinstance(dtype, pl.Datetime):
+        return source.dt.date()
+    if kind == "bool" and dtype.is_integer():
+        return pl.when(source == 1).then(True).when(source == 0).then(False).otherwise(None)
+    if kind == "int" and dtype.is_float():
+        return pl.when(source == source.round()).then(source).cast(pl.Int64, strict=False)
+    return source.cast({"str": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean,
+                        "date": pl.Date, "timestamp": pl.Datetime("us", "UTC")}[kind], strict=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking the contract
+
+_TYPE_WORDS = {
+    "int": "not a whole number",
+    "float": "not a number",
+    "bool": "not true/false",
+    "date": "not a date (YYYY-MM-DD)",
+    "timestamp": "not an ISO 8601 timestamp (e.g. 2023-06-01T14:03:00Z)",
+}
+
+
+def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Problem]:
+    """Every rule of the contract, all problems collected (row-level queries run together)."""
+    queries: list[tuple[str, str, str | None, str, pl.LazyFrame]] = []
+
+    def rows(table: str, check: str, column: str | None, message: str, where: pl.Expr,
+             value: pl.Expr | None = None, frame: pl.LazyFrame | None = None) -> None:
+        base = frame if frame is not None else raw[table][0]
+        shown = value if value is not None else (
+            pl.col(_raw(column)) if column else pl.lit(None, pl.String))
+        queries.append((table, check, column, message,
+                        base.filter(where).select(pl.col(ROW), shown.cast(pl.String).alias("value"))))
+
+    for name, (frame, _) in raw.items():
+        table = CONTRACT[name]
+        for c in table.columns:
+            typed, text = pl.col(c.name), pl.col(_raw(c.name))
+            if not c.nullable:
+                rows(name, "null", c.name, f"{c.name} must not be empty", text.is_null())
+            if c.type != "str":
+                rows(name, "type", c.name, _TYPE_WORDS[c.type], text.is_not_null() & typed.is_null())
+            if c.values:
+                rows(name, "vocabulary", c.name, f"must be one of {', '.join(c.values)}",
+                     typed.is_not_null() & ~typed.is_in(c.values))
+            if c.minimum is not None:
+                rows(name, "range", c.name, f"must be >= {c.minimum:g}", typed < c.minimum)
+            if c.maximum is not None:
+                rows(name, "range", c.name, f"must be <= {c.maximum:g}", typed > c.maximum)
+        if table.key:
+            key = pl.col(table.key)
+            rows(name, "duplicate", table.key, f"duplicate {table.key}: each must be unique",
+                 key.is_not_null() & key.is_duplicated())
+
+    def foreign(child: str, column: str, parent: str, parent_column: str) -> None:
+        if child not in raw or parent not in raw:
+            return
+        known = raw[parent][0].select(pl.col(parent_column).alias("_known")).unique()
+        joined = raw[child][0].join(known, left_on=column, right_on="_known", how="anti")
+        rows(child, "foreign key", column, f"{column} does not exist in {parent}",
+             pl.col(column).is_not_null(), frame=joined)
+
+    foreign("accounts", "advertiser_id", "advertisers", "advertiser_id")
+    foreign("ad_spend", "advertiser_id", "advertisers", "advertiser_id")
+    foreign("enforcement", "account_id", "accounts", "account_id")
+    foreign("watchlist", "account_id", "accounts", "account_id")
+    foreign("audit_sample", "case_id", "enforcement", "case_id")
+
+    if "ad_spend" in raw:
+        rows("ad_spend", "period order", "period_end", "period_end is before period_start",
+             pl.col("period_end") < pl.col("period_start"))
+        previous_end = pl.col("period_end").shift(1).over("advertiser_id", order_by="period_start")
+        ordered = raw["ad_spend"][0].with_columns(_previous_end=previous_end)
+        rows("ad_spend", "overlap", "period_start",
+             "spend periods of one advertiser overlap (this period starts before the previous one "
+             "of the same advertiser ends)", pl.col("period_start") <= pl.col("_previous_end"),
+             value=pl.format("{} starts {}, its previous period ends {}", pl.col("advertiser_id"),
+                             pl.col("period_start"), pl.col("_previous_end")), frame=ordered)
+        rows("ad_spend", "currency code", "currency", "not an ISO 4217 code (three capital letters)",
+             pl.col("currency").is_not_null() & ~pl.col("currency").str.contains(r"^[A-Z]{3}$"))
+    if "enforcement" in raw:
+        rows("enforcement", "decision order", "decided_at", "decided_at is before flagged_at",
+             pl.col("decided_at") < pl.col("flagged_at"),
+             value=pl.format("decided {} < flagged {}", pl.col(_raw("decided_at")),
+                             pl.col(_raw("flagged_at"))))
+        rows("enforcement", "appeal", "appeal_outcome",
+             "appeal_outcome is given but appealed is not true",
+             pl.col("appeal_outcome").is_not_null() & ~pl.col("appealed").fill_null(False))
+    if "watchlist" in raw:
+        rows("watchlist", "listing order", "delisted_at", "delisted_at is before listed_at",
+             pl.col("delisted_at") < pl.col("listed_at"))
+
+    frames = pl.collect_all([q[-1] for q in queries])
+    problems: list[Problem] = []
+    for (table, check, column, message, _), found in zip(queries, frames, strict=True):
+        file = raw[table][1].name
+        for row, value in found.head(MAX_EXAMPLES).iter_rows():
+            problems.append(Problem(file, message, row=row, column=column, value=value, check=check))
+        if found.height > MAX_EXAMPLES:
+            problems.append(Problem(file, f"{found.height - MAX_EXAMPLES} more rows: {message}",
+                                    column=column, check=check))
+    problems += _check_currencies(raw)
+    return problems
+
+
+def _check_currencies(raw: dict[str, tuple[pl.LazyFrame, Path]]) -> list[Problem]:
+    if "ad_spend" not in raw:
+        return []
+    file = raw["ad_spend"][1].name
+    currencies = (raw["ad_spend"][0].select(pl.col("currency").drop_nulls().unique().sort())
+                  .collect().to_series().to_list())
+    if len(currencies) <= 1:
+        return []
+    if "fx_rates" not in raw:
+        return [Problem(file, f"ad_spend mixes currencies ({', '.join(currencies)}); add an "
+                        "fx_rates table (columns currency, rate_to_usd) to convert them",
+                        column="currency", check="currencies")]
+    known = set(raw["fx_rates"][0].select("currency").collect().to_series().to_list())
+    return [Problem(file, f"currency {c} has no rate in {raw['fx_rates'][1].name}",
+                    column="currency", value=c, check="currencies")
+            for c in currencies if c not in known]
