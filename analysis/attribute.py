@@ -297,10 +297,3 @@ def _spend_tiers(cases: pl.LazyFrame, tiers: int = SPEND_TIERS) -> pl.LazyFrame:
         spend_tier=pl.when(pl.col("is_advertiser")).then(tier).otherwise(pl.lit(0, pl.Int8))
         .cast(pl.Int8))
 
-
-def spend_tier_bounds(cases: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """The trailing-spend range and case count of each tier (for labels and the data audit)."""
-    return (cases.lazy().group_by("spend_tier")
-            .agg(pl.len().alias("cases"), pl.col("trailing_spend").min().alias("min_spend"),
-                 pl.col("trailing_spend").max().alias("max_spend"))
-            .sort("spend_tier").collect())

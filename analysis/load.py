@@ -75,7 +75,7 @@ def load(path: str | Path, *, check_contract: bool = True) -> Dataset:
         problems += _check(raw, folder)
     if problems:
         raise DataError(problems, source=str(folder))
-    tables = {name: frame.drop(ROW) for name, (frame, _) in raw.items()}
+    tables = {name: frame.select(list(CONTRACT[name].schema)) for name, (frame, _) in raw.items()}
     files = [
         FileInfo(table=name, name=file.name, sha256=sha256(file), rows=_count(frame))
         for name, (frame, file) in sorted(raw.items())
@@ -256,8 +256,9 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
                 rows(name, "range", c.name, f"must be <= {c.maximum:g}", typed > c.maximum)
         if table.key:
             key = pl.col(table.key)
-            rows(name, "duplicate", table.key, f"duplicate {table.key}: each must be unique",
-                 key.is_not_null() & key.is_duplicated())
+            rows(name, "duplicate", table.key,
+                 f"duplicate {table.key}: the same value is on an earlier row",
+                 key.is_not_null() & ~key.is_first_distinct())
 
     def foreign(child: str, column: str, parent: str, parent_column: str) -> None:
         if child not in raw or parent not in raw:

@@ -1,0 +1,178 @@
+"""The ``levelfield`` command line.
+
+Exit codes: 0 ok; 2 the user's data or arguments are wrong (a clear message, no traceback);
+1 a bug in levelfield (with a traceback, so it can be reported).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from analysis.config import ALPHA, NOTEBOOKS, NOTEBOOKS_DIR, WINDOW_DAYS
+from analysis.schema import DataError
+
+app = typer.Typer(
+    help="levelfield: does money buy leniency? Tests for preferential moderation of big "
+         "advertisers, with reproducible reports.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+DataOption = Annotated[Path, typer.Option("--data", help="Data folder in the canonical contract.")]
+OutOption = Annotated[Path, typer.Option("--out", help="Output folder (created if missing).")]
+WindowOption = Annotated[int, typer.Option(help="Trailing-spend window, days before the flag.",
+                                           min=1)]
+AlphaOption = Annotated[float, typer.Option(help="Significance level of every test.", min=1e-6,
+                                            max=0.5)]
+
+
+def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the user's bad input into a readable message and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except DataError as problem:
+            err.print(f"[bold red]The data do not meet the contract.[/]\n{problem.summary()}",
+                      highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except (FileExistsError, ValueError) as problem:
+            err.print(f"[bold red]Error:[/] {problem}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+class Stages:
+    """Progress on long work: one line per stage, with its elapsed time."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started = time.perf_counter()
+        self.last = self.started
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.console.print(f"[dim]{now - self.started:6.1f}s[/] {stage} …", highlight=False)
+        self.last = now
+
+
+@app.command()
+@user_errors
+def simulate(
+    out_dir: OutOption,
+    scenario: Annotated[str, typer.Option(help="seed-case, null-confounded or spend-dose.")]
+    = "seed-case",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same files.")] = 1,
+) -> None:
+    """Write a synthetic platform with a planted truth (and truth.json) to --out."""
+    from analysis.simulate import SCENARIOS, simulate as make_world
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    tables = make_world(scenario, seed=seed, out=out_dir)
+    rows = ", ".join(f"{name} {frame.height:,}" for name, frame in tables.items())
+    out.print(f"Wrote scenario [bold]{scenario}[/] (seed {seed}) to {out_dir}: {rows}")
+
+
+@app.command()
+@user_errors
+def validate(data: DataOption) -> None:
+    """Check a data folder against the contract; list every problem found."""
+    from analysis.load import load
+
+    dataset = load(data)
+    for f in dataset.files:
+        out.print(f"  {f.name}: {f.rows:,} rows, sha256 {f.sha256[:16]}")
+    out.print(f"[green]OK[/]: {data} meets the data contract.")
+
+
+@app.command()
+@user_errors
+def analyze(data: DataOption, out_dir: OutOption, window_days: WindowOption = WINDOW_DAYS,
+            alpha: AlphaOption = ALPHA) -> None:
+    """Run the battery; write results.json and manifest.json (no notebooks, no report)."""
+    from analysis.pipeline import analyze as run_analysis
+
+    stages = Stages(err)
+    analysis = run_analysis(data, window_days=window_days, alpha=alpha, progress=stages)
+    written = _write_results(analysis, out_dir)
+    _summary(analysis, written)
+
+
+@app.command()
+@user_errors
+def run(data: DataOption, out_dir: OutOption, window_days: WindowOption = WINDOW_DAYS,
+        alpha: AlphaOption = ALPHA) -> None:
+    """Everything: results, figures, notebooks, HTML and PDF reports, manifest."""
+    from analysis.pipeline import analyze as run_analysis
+    from analysis.report import build_report
+
+    stages = Stages(err)
+    analysis = run_analysis(data, window_days=window_days, alpha=alpha, progress=stages)
+    written = _write_results(analysis, out_dir, manifest=False)
+    written += build_report(analysis, out_dir, notebooks=NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR,
+                            progress=stages)
+    written.append(_write_manifest(analysis, out_dir, written))
+    _summary(analysis, written)
+
+
+def _write_results(analysis: Any, out_dir: Path, *, manifest: bool = True) -> list[Path]:
+    from analysis.results import write_json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_json(out_dir / "results.json", analysis.results)]
+    if manifest:
+        written.append(_write_manifest(analysis, out_dir, written))
+    return written
+
+
+def _write_manifest(analysis: Any, out_dir: Path, written: list[Path]) -> Path:
+    from analysis.load import sha256
+    from analysis.results import build_manifest, write_json
+
+    outputs = {str(p.relative_to(out_dir)): sha256(p) for p in sorted(written) if p.is_file()}
+    command = ["levelfield", *sys.argv[1:]]
+    return write_json(out_dir / "manifest.json",
+                      build_manifest(analysis.dataset, parameters=analysis.parameters,
+                                     command=command, outputs=outputs))
+
+
+def _summary(analysis: Any, written: list[Path]) -> None:
+    from rich.table import Table
+
+    from analysis.findings import fmt, fmt_p
+
+    ledger = analysis.ledger
+    out.print(f"[bold]{ledger.analysed:,}[/] of {ledger.enforcement_rows:,} enforcement rows "
+              f"analysed" + "".join(f"; {n:,} excluded: {reason}"
+                                    for reason, n in ledger.excluded.items()))
+    table = Table("test", "estimate", "95% CI", "adj. p", "n")
+    for t in analysis.tests:
+        if t.status == "ok":
+            table.add_row(t.id, f"{t.scale} {fmt(t.estimate, 3)}",
+                          f"{fmt(t.ci_low, 3)} to {fmt(t.ci_high, 3)}", fmt_p(t.p_adjusted),
+                          f"{t.n:,}")
+        else:
+            table.add_row(t.id, "skipped", t.reason or "", "", "")
+    out.print(table)
+    for path in written:
+        out.print(f"  wrote {path}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

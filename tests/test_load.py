@@ -1,0 +1,142 @@
+"""The data contract: loading CSV, CSV.gz and Parquet, and every validation rule, located."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analysis.load import load
+from analysis.schema import CONTRACT, DataError, contract_markdown
+from tests.conftest import TINY, write_world
+
+
+def problems_of(folder: Path) -> list:
+    with pytest.raises(DataError) as caught:
+        load(folder)
+    return caught.value.problems
+
+
+def broken(tmp_path: Path, table: str, old: str, new: str) -> Path:
+    tables = dict(TINY)
+    assert old in tables[table], "fixture text to replace not found"
+    tables[table] = tables[table].replace(old, new, 1)
+    return write_world(tmp_path / "broken", tables)
+
+
+def test_tiny_world_loads_with_types_and_counts(tiny_world: Path) -> None:
+    dataset = load(tiny_world)
+    enforcement = dataset["enforcement"].collect()
+    assert enforcement.schema["flagged_at"] == pl.Datetime("us", "UTC")
+    assert enforcement.schema["severity"] == pl.Float64
+    assert enforcement.schema["appealed"] == pl.Boolean
+    # 2023-02-15T23:30:00-02:00 is 2023-02-16 01:30 UTC: offsets are honoured.
+    c5 = enforcement.filter(pl.col("case_id") == "c5")["flagged_at"].item()
+    assert (c5.year, c5.month, c5.day, c5.hour, c5.minute) == (2023, 2, 16, 1, 30)
+    assert {f.table: f.rows for f in dataset.files} == {
+        "accounts": 4, "advertisers": 2, "ad_spend": 3, "enforcement": 5, "watchlist": 2}
+    assert all(len(f.sha256) == 64 for f in dataset.files)
+    assert not dataset.synthetic
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "parquet"])
+def test_formats_load_identically(tmp_path: Path, tiny_world: Path, fmt: str) -> None:
+    folder = tmp_path / fmt
+    folder.mkdir()
+    for name in TINY:
+        source = tiny_world / f"{name}.csv"
+        if fmt == "csv":
+            (folder / f"{name}.csv").write_bytes(source.read_bytes())
+        elif fmt == "csv.gz":
+            (folder / f"{name}.csv.gz").write_bytes(gzip.compress(source.read_bytes()))
+        else:
+            # Parquet with real types, as a user's pipeline would write it.
+            typed = load(tiny_world)[name].collect()
+            typed.write_parquet(folder / f"{name}.parquet")
+    expected = load(tiny_world)
+    got = load(folder)
+    for name in TINY:
+        assert got[name].collect().equals(expected[name].collect()), name
+
+
+# Each broken input names its file, line, column and the offending value.
+CASES = [
+    ("enforcement", "c2,a2,2023-04-06T10:00:00Z", "c1,a2,2023-04-06T10:00:00Z",
+     "enforcement.csv", 3, "case_id", "c1", "duplicate case_id"),
+    ("enforcement", "c3,a3,", "c3,a9,", "enforcement.csv", 4, "account_id", "a9",
+     "does not exist in accounts"),
+    ("enforcement", "2023-04-01T00:00:00Z", "2023-04-31T00:00:00Z", "enforcement.csv", 4,
+     "flagged_at", "2023-04-31T00:00:00Z", "ISO 8601"),
+    ("enforcement", "removed,2023-03-07T10:00:00Z", "removed,2023-03-05T10:00:00Z",
+     "enforcement.csv", 2, "decided_at", "decided 2023-03-05T10:00:00Z < flagged 2023-03-06T10:00:00Z", "before flagged_at"),
+    ("enforcement", "restricted,2023-04-01T06:00:00Z,false,", "restricted,2023-04-01T06:00:00Z,false,upheld",
+     "enforcement.csv", 4, "appeal_outcome", "upheld", "appealed is not true"),
+    ("enforcement", "spam,,no_action", "spam,,deleted", "enforcement.csv", 3, "action", "deleted",
+     "one of removed"),
+    ("enforcement", "spam,0.2,", "spam,1.2,", "enforcement.csv", 2, "severity", "1.2", "<= 1"),
+    ("enforcement", "spam,0.2,", ",0.2,", "enforcement.csv", 2, "policy", None, "must not be empty"),
+    ("ad_spend", "2023-06-30,181", "2023-06-30,-181", "ad_spend.csv", 4, "spend", "-181", ">= 0"),
+    ("ad_spend", "adv1,2023-03-01,2023-03-10", "adv1,2023-01-20,2023-03-10", "ad_spend.csv", 3,
+     "period_start", "adv1 starts 2023-01-20, its previous period ends 2023-01-31", "overlap"),
+    ("ad_spend", "adv1,2023-03-01,2023-03-10", "adv1,2023-03-11,2023-03-10", "ad_spend.csv", 3,
+     "period_end", "2023-03-10", "before period_start"),
+    ("ad_spend", "adv2,2023-01-01", "adv7,2023-01-01", "ad_spend.csv", 4, "advertiser_id", "adv7",
+     "does not exist in advertisers"),
+    ("accounts", "a3,adv2", "a3,adv3", "accounts.csv", 4, "advertiser_id", "adv3",
+     "does not exist in advertisers"),
+    ("watchlist", "a1,do-not-moderate,2023-03-01,", "a1,do-not-moderate,01/03/2023,",
+     "watchlist.csv", 2, "listed_at", "01/03/2023", "not a date"),
+]
+
+
+@pytest.mark.parametrize("table,old,new,file,line,column,value,message", CASES,
+                         ids=[c[7] + "-" + c[5] for c in CASES])
+def test_broken_input_is_located(tmp_path, table, old, new, file, line, column, value, message):
+    found = problems_of(broken(tmp_path, table, old, new))
+    match = [p for p in found if p.file == file and p.column == column and message in p.message]
+    assert match, f"no problem with {message!r} among {[str(p) for p in found]}"
+    problem = match[0]
+    assert problem.row + 1 == line  # CSV line = data row + 1 (header)
+    if value is not None:
+        assert problem.value == value
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    tables = dict(TINY)
+    tables["enforcement"] = (tables["enforcement"]
+                             .replace("c2,a2,", "c1,a2,").replace("c3,a3,", "c3,a9,")
+                             .replace("spam,,no_action", "spam,,deleted"))
+    tables["ad_spend"] = tables["ad_spend"].replace("2023-06-30,181", "2023-06-30,-181")
+    found = problems_of(write_world(tmp_path / "many", tables))
+    checks = {(p.file, p.check) for p in found}
+    assert {("enforcement.csv", "duplicate"), ("enforcement.csv", "foreign key"),
+            ("enforcement.csv", "vocabulary"), ("ad_spend.csv", "range")} <= checks
+
+
+def test_missing_table_and_columns(tmp_path: Path) -> None:
+    tables = dict(TINY)
+    del tables["advertisers"]
+    tables["enforcement"] = "case_id,account_id,policy\nc1,a1,spam\n"
+    found = problems_of(write_world(tmp_path / "missing", tables))
+    text = [str(p) for p in found]
+    assert any("required table advertisers is missing" in t for t in text)
+    assert any("column flagged_at" in t and "is missing" in t for t in text)
+    assert any("column action" in t and "is missing" in t for t in text)
+
+
+def test_mixed_currencies_need_rates(tmp_path: Path) -> None:
+    tables = dict(TINY)
+    tables["ad_spend"] = tables["ad_spend"].replace("181,USD", "181,EUR")
+    found = problems_of(write_world(tmp_path / "fx", tables))
+    assert any("mixes currencies (EUR, USD)" in p.message and "fx_rates" in p.message for p in found)
+    tables["fx_rates"] = "currency,rate_to_usd\nEUR,1.1\nUSD,1.0\n"
+    load(write_world(tmp_path / "fx_ok", tables))  # no error with rates
+
+
+def test_contract_table_lists_every_column() -> None:
+    text = contract_markdown()
+    for table in CONTRACT.values():
+        for column in table.columns:
+            assert f"| {column.name} |" in text
