@@ -140,3 +140,9 @@ def test_contract_table_lists_every_column() -> None:
     for table in CONTRACT.values():
         for column in table.columns:
             assert f"| {column.name} |" in text
+
+
+def test_readme_shows_the_contract_as_declared() -> None:
+    from tests.conftest import REPO
+
+    assert contract_markdown() in (REPO / "README.md").read_text(encoding="utf-8")
