@@ -15,7 +15,7 @@ import polars as pl
 ACCOUNT_KEY = ["account_id", "policy", "severity_band", "listed", "ever_listed", "post",
                "is_advertiser", "spend_tier", "enforced"]
 #: Key of the spend cells: trailing spend is constant for one advertiser on one day.
-SPEND_KEY = ["account_id", "flag_date", "policy", "severity_band", "enforced"]
+SPEND_KEY = ["account_id", "flag_date", "policy", "severity_band", "listed", "enforced"]
 
 
 def with_post(cases: pl.LazyFrame) -> pl.LazyFrame:
@@ -34,7 +34,7 @@ def account_cells(cases: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 
 
 def spend_cells(cases: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Advertiser cases counted per account × flag date × policy × severity band × outcome.
+    """Advertiser cases counted per account × flag date × policy × severity band × listing × outcome.
 
     Carries ``trailing_spend`` (constant within a cell) and ``log10_spend``. Only cases with
     trailing spend above zero: the log of zero spend is undefined, and the question is about
