@@ -62,7 +62,10 @@ def test_spend_dose_recovered(tmp_path) -> None:
 
 
 def test_confounded_null_crude_fools_adjusted_does_not(tmp_path) -> None:
-    write_independent_world(tmp_path, seed=3, confounded=True)
+    # One fixed seed. In a null world each adjusted test rejects with probability 5%, so some
+    # seeds give a false positive somewhere (seed 3 does, for advertiser_adjusted: a 3.6-SD draw,
+    # checked against 200 redraws of the outcomes); the rate is tested in the next test.
+    write_independent_world(tmp_path, seed=4, confounded=True)
     tests = by_id(analyze(tmp_path))
     crude = tests["listed_unadjusted"]
     # Listed accounts post mostly in the rarely enforced policy: the crude OR is far below 1 ...
