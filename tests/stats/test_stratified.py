@@ -517,3 +517,39 @@ def test_trend_without_any_informative_stratum_raises():
     cells = pl.DataFrame({"score": [1.0, 2.0], "outcome": [True, True], "n": [3, 4]})
     with pytest.raises(ValueError, match="no trend can be tested"):
         trend(cells, outcome="outcome", score="score", count="n")
+
+
+# --- trend with clustering -------------------------------------------------------------------
+
+
+def _clustered_trend_world(seed: int, *, n: int = 6000, accounts: int = 200, sd_u: float = 0.8):
+    rng = np.random.default_rng(seed)
+    account = rng.integers(0, accounts, n)
+    tier = account % 5  # the score is an account property, as spend tiers mostly are
+    policy = rng.integers(0, 3, n)
+    u = rng.normal(0, sd_u, accounts)[account]
+    p = 1 / (1 + np.exp(-(0.3 * policy - 0.3 + u)))  # no trend at all
+    return pl.DataFrame({"account": account.astype(str), "tier": tier,
+                         "policy": policy.astype(str), "y": rng.random(n) < p})
+
+
+def test_clustered_trend_equals_plain_trend_when_clusters_are_cases() -> None:
+    world = _clustered_trend_world(0, sd_u=0.0).with_row_index("case").with_columns(
+        pl.col("case").cast(pl.String))
+    plain = trend(world, outcome="y", score="tier", strata="policy")
+    robust = trend(world, outcome="y", score="tier", strata="policy", cluster="case")
+    # Same score statistic; the robust variance estimates the hypergeometric one (within 5%).
+    assert robust.details["chi2"] == pytest.approx(plain.details["chi2"], rel=0.05)
+    assert robust.estimate == pytest.approx(plain.estimate, rel=1e-8)
+
+
+def test_clustered_trend_holds_its_level_where_the_plain_test_does_not() -> None:
+    plain, robust = [], []
+    for seed in range(60):
+        world = _clustered_trend_world(seed)
+        plain.append(trend(world, outcome="y", score="tier", strata="policy").p_value < 0.05)
+        robust.append(trend(world, outcome="y", score="tier", strata="policy",
+                            cluster="account").p_value < 0.05)
+    # Strong account effects: treating cases as independent rejects far too often.
+    assert np.mean(plain) > 0.3
+    assert np.mean(robust) <= 0.12  # nominal 0.05; 60 worlds, 0.12 is ~2.4 binomial SDs above
