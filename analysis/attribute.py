@@ -210,6 +210,7 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS) -> tuple[pl.L
         appealed=pl.col("appealed").fill_null(False),
         reversed=pl.col("appeal_outcome").fill_null("") == "reversed",
         is_advertiser=pl.col("trailing_spend") > 0,
+        advertiser_account=pl.col("advertiser_id").is_not_null(),
     )
 
     counted = cases.group_by("exclusion").agg(pl.len().alias("rows")).collect()
@@ -230,6 +231,7 @@ CASE_DOCS = {
     "account_id": "the account whose content was flagged",
     "advertiser_id": "the advertiser behind the account (null: buys no ads)",
     "parent_name": "the advertiser's owner, if given",
+    "advertiser_account": "the account has an advertiser (whether or not it spent in the window)",
     "policy": "the violation category",
     "severity": "severity in [0, 1], if given",
     "severity_band": "low (< 1/3), medium (< 2/3), high, or unknown",

@@ -12,8 +12,8 @@ from __future__ import annotations
 import polars as pl
 
 #: Key of the account cells: everything the stratified and DiD tests condition on.
-ACCOUNT_KEY = ["account_id", "policy", "severity_band", "listed", "ever_listed", "post",
-               "is_advertiser", "spend_tier", "enforced"]
+ACCOUNT_KEY = ["account_id", "advertiser_account", "policy", "severity_band", "listed",
+               "ever_listed", "post", "is_advertiser", "spend_tier", "enforced"]
 #: Key of the spend cells: trailing spend is constant for one advertiser on one day.
 SPEND_KEY = ["account_id", "flag_date", "policy", "severity_band", "listed", "enforced"]
 
@@ -47,3 +47,24 @@ def spend_cells(cases: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
         .with_columns(log10_spend=pl.col("trailing_spend").log10())
         .sort(SPEND_KEY).collect()
     )
+
+
+#: Key of the appeal cells: enforced cases that were appealed, by whether the appeal reversed them.
+APPEAL_KEY = ["account_id", "policy", "listed", "reversed"]
+#: Key of the event-time cells: months relative to the directive date.
+EVENT_KEY = ["account_id", "ever_listed", "event_month", "policy", "severity_band", "enforced"]
+
+
+def appeal_cells(cases: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Enforced, appealed cases counted per account × policy × listing × reversal."""
+    return (cases.lazy().filter(pl.col("enforced") & pl.col("appealed"))
+            .group_by(APPEAL_KEY).agg(pl.len().alias("n")).sort(APPEAL_KEY).collect())
+
+
+def event_cells(cases: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Cases counted per account × calendar month relative to the directive (month 0 holds it)."""
+    month = pl.col("flag_date").dt.year() * 12 + pl.col("flag_date").dt.month()
+    directive = pl.col("directive_date").dt.year() * 12 + pl.col("directive_date").dt.month()
+    return (cases.lazy().filter(pl.col("directive_date").is_not_null())
+            .with_columns(event_month=(month - directive).cast(pl.Int32))
+            .group_by(EVENT_KEY).agg(pl.len().alias("n")).sort(EVENT_KEY).collect())

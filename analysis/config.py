@@ -26,3 +26,10 @@ SEED = 20230601
 
 #: The notebooks that `levelfield run` executes, in order.
 NOTEBOOKS = ("00_findings", "01_data_audit", "02_preferential_treatment")
+#: Equivalence margin on the odds-ratio scale: equal treatment is shown when the 90% CI of the
+#: adjusted odds ratio lies within 1/1.25 = 0.8 and 1.25 (the conventional 80-125% bounds).
+EQUIVALENCE_MARGIN = 1.25
+#: Permutations of the randomization inference for the listed-account tests.
+PERMUTATIONS = 999
+#: Spend-tier scores of the trend test (tier 0 = no spend, then quartiles), fixed in advance.
+TIER_SCORES = "tier index 0, 1, 2, 3, 4 (equally spaced)"

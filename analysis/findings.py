@@ -53,6 +53,8 @@ def conclusion(result: TestResult, *, alpha: float) -> str:
         return _spend_sentence(result, alpha)
     if result.id == "directive_did":
         return _did_sentence(result, alpha)
+    if result.id in _OTHER_SENTENCES:
+        return _OTHER_SENTENCES[result.id](result, alpha)
     subject, comparison, clause = SUBJECTS.get(
         result.id, ("the first group", "the second group", ""))
     ci = f"odds ratio {fmt(result.estimate)}, 95% CI {fmt(result.ci_low)} to {fmt(result.ci_high)}"
@@ -113,6 +115,65 @@ def _did_sentence(result: TestResult, alpha: float) -> str:
     return text
 
 
+def _trend_sentence(result: TestResult, alpha: float) -> str:
+    ci = (f"odds ratio per tier {fmt(result.estimate)}, 95% CI {fmt(result.ci_low)} to "
+          f"{fmt(result.ci_high)}; adjusted p {fmt_p(result.p_adjusted)}")
+    if significant(result, alpha):
+        lower = result.estimate < 1
+        return (f"Across spend tiers (no spend, then four bands of rising spend), enforcement "
+                f"{'fell' if lower else 'rose'} steadily with each step up, for the same policy "
+                f"and severity ({ci})."
+                + (" This is consistent with leniency growing with spend." if lower else ""))
+    return (f"Across spend tiers, enforcement showed no steady trend with spend ({ci}). A drop "
+            f"smaller than an odds ratio of {fmt(result.mde)} per tier cannot be ruled out.")
+
+
+def _speed_sentence(result: TestResult, alpha: float) -> str:
+    ci = (f"hazard ratio {fmt(result.estimate)}, 95% CI {fmt(result.ci_low)} to "
+          f"{fmt(result.ci_high)}; adjusted p {fmt_p(result.p_adjusted)}")
+    if significant(result, alpha):
+        slower = result.estimate < 1
+        return (f"Flagged cases of listed accounts were decided {'more slowly' if slower else 'faster'}"
+                f" than those of other accounts under the same policy ({ci}): at any moment a "
+                f"pending case of a listed account was {abs(1 - result.estimate) * 100:.0f}% "
+                f"{'less' if slower else 'more'} likely to be decided.")
+    return (f"No clear difference in how fast cases of listed and other accounts were decided "
+            f"({ci}).")
+
+
+def _appeal_sentence(result: TestResult, alpha: float) -> str:
+    ci = (f"odds ratio {fmt(result.estimate)}, 95% CI {fmt(result.ci_low)} to "
+          f"{fmt(result.ci_high)}; adjusted p {fmt_p(result.p_adjusted)}")
+    if significant(result, alpha):
+        more = result.estimate > 1
+        return (f"On appeal, enforcement decisions against listed accounts were reversed "
+                f"{'more' if more else 'less'} often than those against other accounts under the "
+                f"same policy ({ci})."
+                + (" This is consistent with leniency at the appeal stage." if more else ""))
+    return (f"No clear difference in how often appeals reversed decisions against listed and "
+            f"other accounts ({ci}).")
+
+
+def _equivalence_sentence(result: TestResult, alpha: float) -> str:
+    bounds = result.details.get("bounds", [None, None])
+    ci90 = f"90% CI {fmt(result.ci_low)} to {fmt(result.ci_high)}"
+    if result.details.get("equivalent"):
+        return (f"Equal treatment can be shown within the stated margin: like with like, the "
+                f"odds of enforcement for listed accounts were between {fmt(bounds[0])} and "
+                f"{fmt(bounds[1])} times those of other accounts ({ci90}; p {fmt_p(result.p_value)}"
+                "). Differences smaller than that margin are not ruled out.")
+    return (f"Equal treatment cannot be shown: the adjusted odds ratio ({ci90}) is not confined "
+            f"to the margin of {fmt(bounds[0])} to {fmt(bounds[1])}.")
+
+
+_OTHER_SENTENCES = {
+    "spend_trend": _trend_sentence,
+    "decision_speed": _speed_sentence,
+    "appeal_reversal": _appeal_sentence,
+    "equal_treatment": _equivalence_sentence,
+}
+
+
 def findings_markdown(results: dict) -> str:
     """The findings of a results.json document as Markdown: one paragraph per test, id cited."""
     lines = []
@@ -146,4 +207,5 @@ def tests_table(results: dict):
             "accounts": t.get("n_clusters") if ok else None,
             "status": t["status"] if ok else f"skipped: {t['reason']}",
         })
-    return pd.DataFrame(rows).set_index("test")
+    table = pd.DataFrame(rows).set_index("test")
+    return table.astype({"n cases": "Int64", "accounts": "Int64"})
