@@ -215,8 +215,10 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS) -> tuple[pl.L
 
     counted = cases.group_by("exclusion").agg(pl.len().alias("rows")).collect()
     excluded = {r: n for r, n in counted.iter_rows() if r is not None}
+    for reason, n in dataset.excluded.items():  # removed by the source adapter, before us
+        excluded[reason] = excluded.get(reason, 0) + n
     ledger = CoverageLedger(
-        enforcement_rows=int(counted["rows"].sum()),
+        enforcement_rows=int(counted["rows"].sum()) + sum(dataset.excluded.values()),
         analysed=int(counted.filter(pl.col("exclusion").is_null())["rows"].sum()),
         excluded=excluded,
     )

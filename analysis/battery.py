@@ -1,28 +1,36 @@
 """The standard battery: every test of DESIGN.md run on one attributed dataset.
 
-``run_battery(cases)`` aggregates the cases to cells once, runs each design on the cells, adjusts
-the p-values across the family (Benjamini–Hochberg) and words a conclusion for each test. A test
-that cannot run on the data (no watchlist, no advertisers, too few cases) is returned with status
-``skipped`` and the reason — never as a silent NaN.
+``run_battery(cases)`` aggregates the cases to cells once, runs each design on the cells (the
+Cox model, whose Efron ties need rows, runs on the cases), adjusts the p-values across the family
+(Benjamini–Hochberg) and words a conclusion for each test. Around every estimate it states the
+minimum detectable effect at 80% power; adjusted odds ratios get an E-value; the listed-account
+tests get randomization inference that reshuffles which accounts are listed. A test the data
+cannot support (no watchlist, no appeals, too few cases) is returned as ``skipped`` with the
+reason — never as a silent NaN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
-from analysis.cells import account_cells, spend_cells
-from analysis.config import ALPHA, POWER
+from analysis.cells import account_cells, appeal_cells, event_cells, spend_cells
+from analysis.config import ALPHA, EQUIVALENCE_MARGIN, PERMUTATIONS, POWER, SEED, TIER_SCORES
 from analysis.findings import conclusion
+from analysis.stats.equivalence import tost
 from analysis.stats.multiplicity import adjust_p
-from analysis.stats.power import mde_difference, mde_ratio
-from analysis.stats.regression import did, logistic
+from analysis.stats.power import e_value, mde_difference, mde_ratio
+from analysis.stats.randomization import permutation_test
+from analysis.stats.regression import did, event_study, logistic
 from analysis.stats.result import Estimate, TestResult
-from analysis.stats.stratified import mantel_haenszel, odds_ratio
+from analysis.stats.stratified import mantel_haenszel, odds_ratio, trend
+from analysis.stats.survival import cox
 
 STRATA = ["policy", "severity_band"]
+JACKKNIFE = ("95% CI and p-value from a delete-one-account jackknife of the log odds ratio "
+             "(cases of one account are not independent)")
 
 
 @dataclass(frozen=True)
@@ -34,108 +42,218 @@ class Design:
     estimand: str
     scale: str
     method: str
+    needs_watchlist: bool = True
 
 
 DESIGNS = {d.id: d for d in (
     Design("listed_unadjusted",
            "Are flagged cases of listed accounts enforced less often? (crude)",
            "Odds ratio of enforcement, cases of accounts listed at flag time vs all other cases",
-           "OR",
-           "Crude 2x2 odds ratio; 95% CI and p-value from a delete-one-account jackknife of the "
-           "log odds ratio (cases of one account are not independent)"),
+           "OR", f"Crude 2x2 odds ratio; {JACKKNIFE}"),
     Design("listed_adjusted",
            "Are flagged cases of listed accounts enforced less often, comparing like with like "
            "(same policy, same severity band)?",
            "Mantel-Haenszel common odds ratio of enforcement, listed vs not, over policy x "
-           "severity band strata",
-           "OR",
-           "Mantel-Haenszel common odds ratio over policy x severity band; 95% CI and p-value from "
-           "a delete-one-account jackknife of the log odds ratio"),
+           "severity band strata", "OR",
+           f"Mantel-Haenszel common odds ratio over policy x severity band; {JACKKNIFE}. "
+           "Randomization inference (which accounts are listed reshuffled among accounts of the "
+           "same kind, advertiser or not) in details"),
     Design("advertiser_adjusted",
            "Are advertisers' cases enforced less often than non-advertisers', comparing like "
            "with like?",
            "Mantel-Haenszel common odds ratio of enforcement, trailing spend > 0 vs none, over "
-           "policy x severity band strata",
-           "OR",
-           "Mantel-Haenszel common odds ratio over policy x severity band; 95% CI and p-value from "
-           "a delete-one-account jackknife of the log odds ratio"),
+           "policy x severity band strata", "OR",
+           f"Mantel-Haenszel common odds ratio over policy x severity band; {JACKKNIFE}",
+           needs_watchlist=False),
     Design("spend_adjusted",
            "Among advertisers, does enforcement fall as trailing spend rises?",
            "Odds ratio of enforcement per tenfold increase in trailing spend, advertisers only, "
-           "policy, severity band and listing status held fixed",
-           "OR",
+           "policy, severity band and listing status held fixed", "OR",
            "Binomial GLM (logit) of enforcement on log10 trailing spend with policy, severity "
            "band and listed-at-flag-time fixed effects, fitted on exact account x day cells; SEs "
-           "clustered by account"),
+           "clustered by account", needs_watchlist=False),
+    Design("spend_trend",
+           "Is there a steady trend in enforcement across spend tiers (none, then quartiles)?",
+           "Odds ratio of enforcement per step up the spend tiers, policy, severity band and "
+           "listing status held fixed", "OR",
+           f"Stratified trend score test with a variance robust to clustering by account; scores "
+           f"{TIER_SCORES}; OR per tier step from a grouped logistic model with cluster-robust SEs",
+           needs_watchlist=False),
+    Design("decision_speed",
+           "Are listed accounts' cases decided more slowly?",
+           "Hazard ratio of a decision, cases of listed vs other accounts (HR < 1: slower)", "HR",
+           "Cox proportional hazards model stratified by policy, Efron ties, SEs clustered by "
+           "account; undecided cases censored at the end of the data"),
+    Design("appeal_reversal",
+           "Are listed accounts' enforced cases reversed on appeal more often?",
+           "Mantel-Haenszel common odds ratio of reversal among appealed enforced cases, listed "
+           "vs not, over policy strata (OR > 1: more reversals, i.e. leniency on appeal)", "OR",
+           f"Mantel-Haenszel common odds ratio over policy; {JACKKNIFE}"),
     Design("directive_did",
            "Did enforcement of listed accounts drop after the listing date, relative to everyone "
            "else?",
            "Difference-in-differences in the probability of enforcement: (listed accounts after "
-           "- before) minus (other accounts after - before) the directive date",
-           "probability",
+           "- before) minus (other accounts after - before) the directive date", "probability",
            "Linear probability model with listed-account, after-directive and interaction terms "
            "plus policy and severity band fixed effects, on exact cells; SEs clustered by "
-           "account. Assumes both groups would otherwise have moved in parallel"),
+           "account. Assumes both groups would otherwise have moved in parallel: the event study "
+           "in details shows the months before the directive"),
+    Design("equal_treatment",
+           "Can equal treatment of listed accounts be shown, within a stated margin?",
+           f"The adjusted odds ratio of listed_adjusted lies between {1 / EQUIVALENCE_MARGIN:.2f} "
+           f"and {EQUIVALENCE_MARGIN:.2f}", "OR",
+           "Two one-sided tests (TOST) on the log Mantel-Haenszel odds ratio with its jackknife "
+           "SE; equivalence shown when the 90% CI lies inside the margin"),
 )}
+
+
+@dataclass
+class Cells:
+    """The inputs of the battery: aggregated cells, and the cases for the one test needing rows."""
+
+    cases: pl.DataFrame
+    account: pl.DataFrame
+    spend: pl.DataFrame
+    appeal: pl.DataFrame
+    event: pl.DataFrame
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cases: pl.DataFrame) -> Cells:
+        return cls(cases, account_cells(cases), spend_cells(cases), appeal_cells(cases),
+                   event_cells(cases))
 
 
 class Skip(Exception):
     """Raised inside a test when the data cannot support it; the message is the reason."""
 
 
-def _listed(cells: pl.DataFrame, spend: pl.DataFrame) -> Estimate:
-    _need_groups(cells, "listed", "no case was flagged while its account was listed")
-    return odds_ratio(cells, outcome="enforced", group="listed", count="n", cluster="account_id")
-
-
-def _listed_adjusted(cells: pl.DataFrame, spend: pl.DataFrame) -> Estimate:
-    _need_groups(cells, "listed", "no case was flagged while its account was listed")
-    return mantel_haenszel(cells, outcome="enforced", group="listed", strata=STRATA, count="n",
-                           cluster="account_id")
-
-
-def _advertiser_adjusted(cells: pl.DataFrame, spend: pl.DataFrame) -> Estimate:
-    _need_groups(cells, "is_advertiser", "no case had trailing ad spend")
-    return mantel_haenszel(cells, outcome="enforced", group="is_advertiser", strata=STRATA,
-                           count="n", cluster="account_id")
-
-
-def _spend_adjusted(cells: pl.DataFrame, spend: pl.DataFrame) -> Estimate:
-    if spend.select(pl.col("account_id").n_unique()).item() < 3:
-        raise Skip("fewer than three advertiser accounts have cases with trailing spend")
-    if spend["log10_spend"].n_unique() < 2:
-        raise Skip("all advertiser cases have the same trailing spend")
-    # Listing is held fixed so that this test measures spend beyond any watchlist; the
-    # watchlist's own effect is what the listed_* tests measure.
-    factors = STRATA + (["listed"] if spend["listed"].n_unique() > 1 else [])
-    return logistic(spend, outcome="enforced", exposure="log10_spend", factors=factors, count="n",
-                    cluster="account_id", per=1.0)
-
-
-def _directive_did(cells: pl.DataFrame, spend: pl.DataFrame) -> Estimate:
-    _need_groups(cells, "ever_listed", "no watchlisted account has flagged cases")
-    groups = cells.group_by("ever_listed", "post").agg(pl.col("n").sum())
-    if groups.height < 4:
-        raise Skip("listed or other accounts have no cases on one side of the directive date")
-    return did(cells, outcome="enforced", treated="ever_listed", post="post", factors=STRATA,
-               count="n", cluster="account_id")
-
-
-RUNNERS: dict[str, Callable[[pl.DataFrame, pl.DataFrame], Estimate]] = {
-    "listed_unadjusted": _listed,
-    "listed_adjusted": _listed_adjusted,
-    "advertiser_adjusted": _advertiser_adjusted,
-    "spend_adjusted": _spend_adjusted,
-    "directive_did": _directive_did,
-}
-
-
-def _need_groups(cells: pl.DataFrame, column: str, reason: str) -> None:
-    present = set(cells.filter(pl.col("n") > 0)[column].unique().to_list())
+def _need_groups(frame: pl.DataFrame, column: str, reason: str) -> None:
+    present = set(frame.filter(pl.col("n") > 0)[column].unique().to_list())
     if True not in present:
         raise Skip(reason)
     if False not in present:
         raise Skip(f"every case has {column} true: there is nothing to compare with")
+
+
+def _listed_unadjusted(c: Cells) -> Estimate:
+    _need_groups(c.account, "listed", "no case was flagged while its account was listed")
+    return odds_ratio(c.account, outcome="enforced", group="listed", count="n",
+                      cluster="account_id")
+
+
+def _listed_adjusted(c: Cells) -> Estimate:
+    _need_groups(c.account, "listed", "no case was flagged while its account was listed")
+    estimate = mantel_haenszel(c.account, outcome="enforced", group="listed", strata=STRATA,
+                               count="n", cluster="account_id")
+    randomized = permutation_test(
+        c.account, outcome="enforced", treated="ever_listed", exposed="post", strata=STRATA,
+        cluster="account_id", count="n", within="advertiser_account", statistic="mh",
+        n_permutations=PERMUTATIONS, seed=SEED)
+    return _with_details(estimate, randomization=_randomization(randomized),
+                         e_value=_e_value(estimate))
+
+
+def _advertiser_adjusted(c: Cells) -> Estimate:
+    _need_groups(c.account, "is_advertiser", "no case had trailing ad spend")
+    estimate = mantel_haenszel(c.account, outcome="enforced", group="is_advertiser",
+                               strata=STRATA, count="n", cluster="account_id")
+    return _with_details(estimate, e_value=_e_value(estimate))
+
+
+def _spend_factors(frame: pl.DataFrame) -> list[str]:
+    # Listing is held fixed so that the spend tests measure spend beyond any watchlist; the
+    # watchlist's own effect is what the listed_* tests measure.
+    return STRATA + (["listed"] if frame["listed"].n_unique() > 1 else [])
+
+
+def _spend_adjusted(c: Cells) -> Estimate:
+    if c.spend.select(pl.col("account_id").n_unique()).item() < 3:
+        raise Skip("fewer than three advertiser accounts have cases with trailing spend")
+    if c.spend["log10_spend"].n_unique() < 2:
+        raise Skip("all advertiser cases have the same trailing spend")
+    estimate = logistic(c.spend, outcome="enforced", exposure="log10_spend",
+                        factors=_spend_factors(c.spend), count="n", cluster="account_id", per=1.0)
+    return _with_details(estimate, e_value=_e_value(estimate))
+
+
+def _spend_trend(c: Cells) -> Estimate:
+    if c.account["spend_tier"].n_unique() < 2:
+        raise Skip("every case is in the same spend tier")
+    return trend(c.account, outcome="enforced", score="spend_tier",
+                 strata=_spend_factors(c.account), count="n", cluster="account_id")
+
+
+def _decision_speed(c: Cells) -> Estimate:
+    _need_groups(c.account, "listed", "no case was flagged while its account was listed")
+    if c.cases["decided"].sum() == 0:
+        raise Skip("no case has a decision time (decided_at)")
+    return cox(c.cases, duration="decision_hours", event="decided", group="listed",
+               strata="policy", cluster="account_id", seed=SEED)
+
+
+def _appeal_reversal(c: Cells) -> Estimate:
+    if c.appeal.height == 0:
+        raise Skip("no enforced case was appealed")
+    _need_groups(c.appeal, "listed", "no appealed case of a listed account")
+    if c.appeal.filter(pl.col("reversed"))["n"].sum() == 0:
+        raise Skip("no appeal was reversed")
+    return mantel_haenszel(c.appeal, outcome="reversed", group="listed", strata="policy",
+                           count="n", cluster="account_id")
+
+
+def _directive_did(c: Cells) -> Estimate:
+    _need_groups(c.account, "ever_listed", "no watchlisted account has flagged cases")
+    groups = c.account.group_by("ever_listed", "post").agg(pl.col("n").sum())
+    if groups.height < 4:
+        raise Skip("listed or other accounts have no cases on one side of the directive date")
+    estimate = did(c.account, outcome="enforced", treated="ever_listed", post="post",
+                   factors=STRATA, count="n", cluster="account_id")
+    study = event_study(c.event, outcome="enforced", treated="ever_listed",
+                        event_time="event_month", factors=STRATA, count="n",
+                        cluster="account_id")
+    randomized = permutation_test(
+        c.account, outcome="enforced", treated="ever_listed", exposed="post", strata=(),
+        cluster="account_id", count="n", within="advertiser_account", statistic="did",
+        n_permutations=PERMUTATIONS, seed=SEED)
+    return _with_details(estimate, event_study=study.to_dicts(),
+                         randomization=_randomization(randomized))
+
+
+def _equal_treatment(c: Cells) -> Estimate:
+    if "listed_adjusted" not in c.estimates:
+        raise Skip("listed_adjusted could not be estimated")
+    return tost(c.estimates["listed_adjusted"], margin=EQUIVALENCE_MARGIN)
+
+
+RUNNERS: dict[str, Callable[[Cells], Estimate]] = {
+    "listed_unadjusted": _listed_unadjusted,
+    "listed_adjusted": _listed_adjusted,
+    "advertiser_adjusted": _advertiser_adjusted,
+    "spend_adjusted": _spend_adjusted,
+    "spend_trend": _spend_trend,
+    "decision_speed": _decision_speed,
+    "appeal_reversal": _appeal_reversal,
+    "directive_did": _directive_did,
+    "equal_treatment": _equal_treatment,
+}
+
+
+def _with_details(estimate: Estimate, **extra) -> Estimate:
+    return replace(estimate, details={**estimate.details, **extra})
+
+
+def _randomization(result: Estimate) -> dict:
+    return {"p_value": result.p_value, "permutations": PERMUTATIONS, "seed": SEED,
+            "method": result.method}
+
+
+def _e_value(estimate: Estimate) -> dict:
+    """How strongly a hidden confounder would have to be tied to both group and outcome."""
+    nearest = estimate.ci_high if estimate.estimate < 1 else estimate.ci_low
+    # Enforcement is common (not rare), so the odds ratio is first converted with RR ~ sqrt(OR).
+    value = e_value(estimate.estimate, ci_limit=nearest, rare=False)
+    return {"point": value.point, "ci": value.ci}
 
 
 def run_battery(cases: pl.DataFrame | pl.LazyFrame, *, has_watchlist: bool = True,
@@ -157,25 +275,28 @@ def run_battery(cases: pl.DataFrame | pl.LazyFrame, *, has_watchlist: bool = Tru
     Returns
     -------
     list of TestResult
-        In the order of :data:`DESIGNS`, p-values adjusted across the tests that ran.
+        In the order of :data:`DESIGNS`, p-values adjusted across the tests that ran
+        (Benjamini–Hochberg). ``equal_treatment`` is not in that family: it tests a different
+        null (a difference at least as large as the margin).
     """
-    cells = account_cells(cases)
-    spend = spend_cells(cases)
+    data = Cells.of(cases.lazy().collect())
     results = []
     for test_id, run in RUNNERS.items():
         design = DESIGNS[test_id]
-        if not has_watchlist and test_id in ("listed_unadjusted", "listed_adjusted",
-                                             "directive_did"):
+        if design.needs_watchlist and not has_watchlist:
             results.append(_skipped(design, "no watchlist supplied"))
             continue
         try:
-            estimate = run(cells, spend)
+            estimate = run(data)
         except Skip as why:
             results.append(_skipped(design, str(why)))
             continue
+        data.estimates[test_id] = estimate
         results.append(_result(design, estimate, alpha=alpha, power=power))
-    adjusted = adjust_p([r.p_value for r in results], method="fdr_bh")
-    results = [replace(r, p_adjusted=p) for r, p in zip(results, adjusted, strict=True)]
+    family = [r.p_value if r.id != "equal_treatment" else None for r in results]
+    adjusted = adjust_p(family, method="fdr_bh")
+    results = [replace(r, p_adjusted=p if r.id != "equal_treatment" else r.p_value)
+               for r, p in zip(results, adjusted, strict=True)]
     return [replace(r, conclusion=conclusion(r, alpha=alpha)) for r in results]
 
 
@@ -188,6 +309,8 @@ def _skipped(design: Design, reason: str) -> TestResult:
 def _result(design: Design, estimate: Estimate, *, alpha: float, power: float) -> TestResult:
     if design.scale == "probability":
         mde = -mde_difference(estimate.se, alpha=alpha, power=power)
+    elif design.id == "appeal_reversal":  # leniency on appeal is an OR above 1
+        mde = 1 / mde_ratio(estimate.se, alpha=alpha, power=power)
     else:
         mde = mde_ratio(estimate.se, alpha=alpha, power=power)
     return TestResult(

@@ -39,6 +39,9 @@ class Dataset:
     files: list[FileInfo] = field(default_factory=list)
     synthetic: bool = False
     source: str = "canonical"
+    #: Enforcement rows an adapter removed before the canonical tables (reason -> rows), e.g.
+    #: exact duplicates in a transparency dump; they enter the coverage ledger as exclusions.
+    excluded: dict[str, int] = field(default_factory=dict)
 
     def __getitem__(self, table: str) -> pl.LazyFrame:
         return self.tables[table]

@@ -44,14 +44,20 @@ def test_no_spend_effect_found_when_none_planted(planted) -> None:
     assert covers(tests["spend_adjusted"], 1.0)
 
 
-def test_every_result_is_complete(planted) -> None:
+def test_every_result_is_complete_or_says_why_not(planted) -> None:
     _, tests = planted
+    # This world has no decision times and no appeals: those tests say so instead of guessing.
+    assert tests["decision_speed"].status == "skipped"
+    assert tests["decision_speed"].reason == "no case has a decision time (decided_at)"
+    assert tests["appeal_reversal"].reason == "no enforced case was appealed"
+    assert tests["appeal_reversal"].conclusion == "Not tested: no enforced case was appealed"
     for test in tests.values():
-        assert test.status == "ok"
+        if test.status == "skipped":
+            assert test.estimate is None and test.p_adjusted is None
+            continue
         assert test.ci_low < test.estimate < test.ci_high
         assert 0 <= test.p_value <= 1 and test.p_value <= test.p_adjusted <= 1
         assert test.mde is not None and test.conclusion
-        assert f"{test.estimate:.2f}"[:3] in test.conclusion or test.scale == "probability"
 
 
 def test_spend_dose_recovered(tmp_path) -> None:

@@ -69,8 +69,10 @@ def test_analyze_writes_contract_and_is_byte_identical(small_world: Path, tmp_pa
     assert coverage["analysed"] + sum(coverage["excluded"].values()) == coverage["enforcement_rows"]
     assert coverage["enforcement_rows"] == 50_000
     ids = [t["id"] for t in results["tests"]]
+    # The battery of DESIGN.md, in its order.
     assert ids == ["listed_unadjusted", "listed_adjusted", "advertiser_adjusted",
-                   "spend_adjusted", "directive_did"]
+                   "spend_adjusted", "spend_trend", "decision_speed", "appeal_reversal",
+                   "directive_did", "equal_treatment"]
     for test in results["tests"]:
         for key in ("question", "estimand", "estimate", "ci_low", "ci_high", "p_value",
                     "p_adjusted", "n", "mde", "method", "conclusion"):
