@@ -33,6 +33,22 @@ WindowOption = Annotated[int, typer.Option(help="Trailing-spend window, days bef
                                            min=1)]
 AlphaOption = Annotated[float, typer.Option(help="Significance level of every test.", min=1e-6,
                                             max=0.5)]
+SourceOption = Annotated[str, typer.Option(
+    help="How to read --data: canonical, dsa-tdb, meta-ad-library or google-political-ads.")]
+MappingOption = Annotated[Path | None, typer.Option(
+    help="A TOML file mapping another export's columns and values to the contract.")]
+
+
+def _read(data: Path, source: str, mapping: Path | None):
+    from analysis.sources import SOURCES, read_source
+
+    if source not in SOURCES:
+        raise UsageError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    return read_source(data, source=source, mapping=mapping)
+
+
+class UsageError(Exception):
+    """The command was asked for something that cannot be done (exit code 2)."""
 
 
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -46,7 +62,7 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             err.print(f"[bold red]The data do not meet the contract.[/]\n{problem.summary()}",
                       highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (FileExistsError, ValueError) as problem:
+        except UsageError as problem:
             err.print(f"[bold red]Error:[/] {problem}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -79,19 +95,21 @@ def simulate(
     from analysis.simulate import SCENARIOS, simulate as make_world
 
     if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    tables = make_world(scenario, seed=seed, out=out_dir)
+        raise UsageError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    try:
+        tables = make_world(scenario, seed=seed, out=out_dir)
+    except (ValueError, FileExistsError) as problem:  # e.g. the folder is not empty
+        raise UsageError(str(problem)) from None
     rows = ", ".join(f"{name} {frame.height:,}" for name, frame in tables.items())
     out.print(f"Wrote scenario [bold]{scenario}[/] (seed {seed}) to {out_dir}: {rows}")
 
 
 @app.command()
 @user_errors
-def validate(data: DataOption) -> None:
+def validate(data: DataOption, source: SourceOption = "canonical",
+             mapping: MappingOption = None) -> None:
     """Check a data folder against the contract; list every problem found."""
-    from analysis.load import load
-
-    dataset = load(data)
+    dataset = _read(data, source, mapping)
     for f in dataset.files:
         out.print(f"  {f.name}: {f.rows:,} rows, sha256 {f.sha256[:16]}")
     out.print(f"[green]OK[/]: {data} meets the data contract.")
@@ -100,12 +118,15 @@ def validate(data: DataOption) -> None:
 @app.command()
 @user_errors
 def analyze(data: DataOption, out_dir: OutOption, window_days: WindowOption = WINDOW_DAYS,
-            alpha: AlphaOption = ALPHA) -> None:
+            alpha: AlphaOption = ALPHA, source: SourceOption = "canonical",
+            mapping: MappingOption = None) -> None:
     """Run the battery; write results.json and manifest.json (no notebooks, no report)."""
     from analysis.pipeline import analyze as run_analysis
 
     stages = Stages(err)
-    analysis = run_analysis(data, window_days=window_days, alpha=alpha, progress=stages)
+    stages("reading and validating the data")
+    analysis = run_analysis(_read(data, source, mapping), window_days=window_days, alpha=alpha,
+                            progress=stages)
     written = _write_results(analysis, out_dir)
     _summary(analysis, written)
 
@@ -113,18 +134,35 @@ def analyze(data: DataOption, out_dir: OutOption, window_days: WindowOption = WI
 @app.command()
 @user_errors
 def run(data: DataOption, out_dir: OutOption, window_days: WindowOption = WINDOW_DAYS,
-        alpha: AlphaOption = ALPHA) -> None:
+        alpha: AlphaOption = ALPHA, source: SourceOption = "canonical",
+        mapping: MappingOption = None) -> None:
     """Everything: results, figures, notebooks, HTML and PDF reports, manifest."""
     from analysis.pipeline import analyze as run_analysis
     from analysis.report import build_report
 
     stages = Stages(err)
-    analysis = run_analysis(data, window_days=window_days, alpha=alpha, progress=stages)
+    stages("reading and validating the data")
+    analysis = run_analysis(_read(data, source, mapping), window_days=window_days, alpha=alpha,
+                            progress=stages)
     written = _write_results(analysis, out_dir, manifest=False)
     written += build_report(analysis, out_dir, notebooks=NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR,
                             progress=stages)
     written.append(_write_manifest(analysis, out_dir, written))
     _summary(analysis, written)
+
+
+@app.command()
+@user_errors
+def verify(report_dir: Annotated[Path, typer.Argument(help="A run folder with manifest.json.")]
+           ) -> None:
+    """Rerun a report's analysis from its manifest and confirm every number, byte for byte."""
+    from analysis.verify import verify_report
+
+    outcome = verify_report(report_dir, progress=Stages(err))
+    for line in outcome.lines:
+        out.print(line, highlight=False)
+    if not outcome.ok:
+        raise typer.Exit(1)
 
 
 def _write_results(analysis: Any, out_dir: Path, *, manifest: bool = True) -> list[Path]:
@@ -141,7 +179,9 @@ def _write_manifest(analysis: Any, out_dir: Path, written: list[Path]) -> Path:
     from analysis.load import sha256
     from analysis.results import build_manifest, write_json
 
-    outputs = {str(p.relative_to(out_dir)): sha256(p) for p in sorted(written) if p.is_file()}
+    base = out_dir.resolve()
+    outputs = {str(p.resolve().relative_to(base)): sha256(p) for p in sorted(written)
+               if p.is_file()}
     command = ["levelfield", *sys.argv[1:]]
     return write_json(out_dir / "manifest.json",
                       build_manifest(analysis.dataset, parameters=analysis.parameters,

@@ -58,11 +58,15 @@ def build_manifest(dataset: Dataset, *, parameters: dict[str, Any], command: lis
     }
 
 
+def results_text(document: dict[str, Any]) -> str:
+    """The exact text written for a JSON document: indented, UTF-8, no NaN, trailing newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 def write_json(path: Path, document: dict[str, Any]) -> Path:
-    """Write JSON with a trailing newline, UTF-8, no NaN (invalid JSON) allowed."""
+    """Write a JSON document as :func:`results_text` gives it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n",
-                    encoding="utf-8")
+    path.write_text(results_text(document), encoding="utf-8")
     return path
 
 

@@ -94,3 +94,18 @@ def test_sample_data_is_the_documented_simulation(tmp_path: Path) -> None:
     committed = REPO / "data" / "sample"
     for file in sorted(folder.iterdir()):
         assert file.read_bytes() == (committed / file.name).read_bytes(), file.name
+
+
+def test_verify_confirms_a_run_and_names_a_changed_number(small_world: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert invoke("analyze", "--data", small_world, "--out", run).exit_code == 0
+    result = invoke("verify", run)
+    assert result.exit_code == 0, result.output
+    assert "Reproduced" in result.output and "9 tests" in result.output
+
+    published = json.loads((run / "results.json").read_text())
+    published["tests"][1]["estimate"] += 0.01  # a number edited by hand after the run
+    (run / "results.json").write_text(json.dumps(published, indent=2) + "\n")
+    result = invoke("verify", run)
+    assert result.exit_code == 1
+    assert "tests[listed_adjusted].estimate" in result.output
