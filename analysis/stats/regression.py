@@ -35,6 +35,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import polars as pl
+
+from analysis.stats.frames import as_lazy as _as_lazy
 import statsmodels.api as sm
 from scipy import linalg, special, stats
 from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
@@ -62,19 +64,6 @@ _SEPARATION_TOLERANCE = 1e-9
 # ----------------------------------------------------------------------------------------------
 # Input handling
 # ----------------------------------------------------------------------------------------------
-
-
-def _as_lazy(frame: Frame) -> pl.LazyFrame:
-    if isinstance(frame, pl.LazyFrame):
-        return frame
-    if isinstance(frame, pl.DataFrame):
-        return frame.lazy()
-    if isinstance(frame, pd.DataFrame):
-        return pl.from_pandas(frame).lazy()
-    raise TypeError(
-        "expected a polars DataFrame or LazyFrame or a pandas DataFrame, "
-        f"got {type(frame).__name__}"
-    )
 
 
 def _unique(columns: Sequence[str | None]) -> list[str]:

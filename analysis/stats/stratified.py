@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+
+from analysis.stats.frames import as_lazy as _as_lazy
 import statsmodels.api as sm
 from scipy import stats as sps
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
@@ -733,24 +735,6 @@ def _load(
         whole = dtype.is_integer() or bool((weights == weights.round()).all())
         exprs.append(pl.col(count).cast(pl.Int64 if whole else pl.Float64).alias("_w"))
     return data.with_columns(exprs).select([*flag_cols, *keys, *scores, "_w"])
-
-
-def _as_lazy(frame: Frame, columns: list[str]) -> pl.LazyFrame:
-    if isinstance(frame, pl.LazyFrame):
-        return frame
-    if isinstance(frame, pl.DataFrame):
-        return frame.lazy()
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(frame, pd.DataFrame):
-        present = [c for c in columns if c in frame.columns]
-        return pl.from_pandas(frame[present] if present else frame).lazy()
-    raise TypeError(
-        "Expected a polars or pandas DataFrame or a polars LazyFrame, "
-        f"got {type(frame).__name__}."
-    )
 
 
 def _flag(data: pl.DataFrame, name: str) -> pl.Expr:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
+
+from analysis.stats.frames import as_lazy as _as_lazy
 from scipy import stats as sps
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
@@ -545,23 +547,6 @@ def _as_names(value: str | Sequence[str] | None, what: str) -> list[str]:
     if not all(isinstance(name, str) for name in names):
         raise TypeError(f"{what} must be column names (strings), got {value!r}")
     return names
-
-
-def _as_lazy(frame: Frame) -> pl.LazyFrame:
-    if isinstance(frame, pl.LazyFrame):
-        return frame
-    if isinstance(frame, pl.DataFrame):
-        return frame.lazy()
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
-    if pd is not None and isinstance(frame, pd.DataFrame):
-        return pl.from_pandas(frame).lazy()
-    raise TypeError(
-        "expected a polars DataFrame or LazyFrame or a pandas DataFrame, "
-        f"got {type(frame).__name__}"
-    )
 
 
 def _checked(
