@@ -63,7 +63,7 @@ def test_every_result_is_complete_or_says_why_not(planted) -> None:
 def test_spend_dose_recovered(tmp_path) -> None:
     truth = write_independent_world(tmp_path, seed=5, spend_or_per_10x=0.7)
     spend = by_id(analyze(tmp_path))["spend_adjusted"]
-    assert covers(spend, 0.7), spend
+    assert covers(spend, truth["spend_or_per_10x"]), spend
     assert spend.ci_high < 1
 
 
