@@ -2,10 +2,15 @@
 
 The package composes five stages that a researcher can also call one by one::
 
-    tables = analysis.load("data/sample")          # canonical tables, as polars LazyFrames
-    analysis.validate(tables)                       # raises DataError listing every problem
-    cases, ledger = analysis.attribute(tables)      # spend at flag time, listing status, outcomes
-    results = analysis.run_battery(cases)           # the standard tests, as TestResults
+    from analysis import attribute, load
+    from analysis.battery import run_battery
+
+    dataset = load.load("data/sample")                # validated canonical tables, lazily read
+    cases, ledger = attribute.attribute(dataset)      # spend at flag time, listing status, outcomes
+    tests = run_battery(cases.collect())              # the standard tests, as TestResults
+
+or all at once: ``analysis.analyze("data/sample")``. The statistics are in :mod:`analysis.stats`,
+one module per design, each returning an :class:`analysis.stats.Estimate`.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -14,3 +19,8 @@ try:
     __version__ = version("levelfield")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
+
+from analysis.pipeline import analyze  # noqa: E402
+from analysis.schema import DataError  # noqa: E402
+
+__all__ = ["DataError", "__version__", "analyze"]
