@@ -44,6 +44,9 @@ def _read(data: Path, source: str, mapping: Path | None):
 
     if source not in SOURCES:
         raise UsageError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
+    if mapping is not None and source != "canonical":
+        raise UsageError(f"--mapping maps an export onto the canonical contract; it cannot be "
+                         f"combined with --source {source}")
     return read_source(data, source=source, mapping=mapping)
 
 
