@@ -20,7 +20,17 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from analysis.pipeline import analyze  # noqa: E402
-from analysis.schema import DataError  # noqa: E402
-
 __all__ = ["DataError", "__version__", "analyze"]
+
+
+def __getattr__(name: str):
+    # Imported on first use, so that `import analysis` stays cheap (statsmodels loads slowly).
+    if name == "analyze":
+        from analysis.pipeline import analyze
+
+        return analyze
+    if name == "DataError":
+        from analysis.schema import DataError
+
+        return DataError
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -62,8 +62,9 @@ Action, timing, appeals, audit
     Enforced cases are ``removed`` (share ``share_removed``) or ``restricted``; the rest
     ``no_action``. ``decided_at`` is ``flagged_at`` plus a log-normal delay (median
     ``decision_median_hours``, log-sd ``sd_decision_log``, at most ``max_decision_days``); a share
-    ``share_pending_no_action`` of the cases without action is still pending (no
-    ``decided_at``; enforced cases are always decided).
+    ``share_pending`` of all cases, drawn independently of everything else, has no ``decided_at``
+    (its decision time is not logged), so the censoring it causes is uninformative and the
+    planted hazard ratio of ``decision_speed`` is exactly 1.
     A share ``share_appealed`` of enforced cases is appealed, of which ``share_reversed`` is
     reversed.
     A share ``share_audited`` of all cases is independently re-reviewed: ``violates`` is true with
@@ -210,8 +211,8 @@ class Scenario:
         Share of enforced cases that are removed (the rest restricted).
     decision_median_hours, sd_decision_log, max_decision_days : float
         Log-normal delay from flag to decision, capped.
-    share_pending_no_action : float
-        Share of cases without action that are still pending (no ``decided_at``).
+    share_pending : float
+        Share of cases, drawn at random, whose decision time is not logged (no ``decided_at``).
     share_appealed : float
         Share of enforced cases that are appealed.
     share_reversed : float
@@ -272,7 +273,7 @@ class Scenario:
     decision_median_hours: float = 18.0
     sd_decision_log: float = 1.2
     max_decision_days: float = 30.0
-    share_pending_no_action: float = 0.05
+    share_pending: float = 0.02
     share_appealed: float = 0.10
     share_reversed: float = 0.20
     share_audited: float = 0.01
@@ -699,7 +700,7 @@ def _outcomes(
         sc.max_decision_days * 24,
     )
     decided = cases["flagged"] + np.round(hours * 3600).astype(np.int64)
-    pending = ~enforced & (rng.random(n) < sc.share_pending_no_action)
+    pending = rng.random(n) < sc.share_pending
     appealed = enforced & (rng.random(n) < sc.share_appealed)
     reversed_ = appealed & (rng.random(n) < sc.share_reversed)
     return {
@@ -952,7 +953,7 @@ def _estimands(sc: Scenario, cases: dict[str, Any], out: dict[str, Any]) -> dict
     }
     estimands["decision_speed"] = {
         "hazard_ratio": 1.0,
-        "how": "no planted effect on decision delay (pending cases are only among no_action ones)",
+        "how": "no planted effect on decision delay; cases without a logged decision time are drawn at random, so their censoring is uninformative",
     }
     estimands["appeal_reversal"] = {
         "odds_ratio": 1.0,

@@ -186,7 +186,10 @@ def test_tables_satisfy_the_contract(small_worlds, name):
     decided = cases.filter(pl.col("decided_at").is_not_null())
     assert (decided["decided_at"] >= decided["flagged_at"]).all()
     pending = cases.filter(pl.col("decided_at").is_null())
-    assert 0 < pending.height and (pending["action"] == "no_action").all()
+    # Cases without a logged decision time are drawn at random (share_pending 2%), whatever
+    # their action: their censoring carries no information about listing.
+    assert 0.01 < pending.height / cases.height < 0.03
+    assert set(pending["action"].unique()) == {"removed", "restricted", "no_action"}
     outcome = cases.filter(pl.col("appeal_outcome").is_not_null())
     assert outcome["appealed"].all()
     assert set(outcome["appeal_outcome"].unique()) == {"upheld", "reversed"}

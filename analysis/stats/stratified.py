@@ -635,6 +635,7 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
         data.group_by([*strata, cluster, score])
         .agg(_x=pl.col("_w").filter(pl.col(outcome)).sum(), _n=pl.col("_w").sum())
         .filter(pl.col("_n") > 0)
+        .sort([*strata, cluster, score])  # a fixed order, so float sums are reproducible
         .with_columns(_k=k_expr)
         .with_columns(
             _rate=pl.col("_x").sum().over("_k") / pl.col("_n").sum().over("_k"),
@@ -644,7 +645,9 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
         .with_columns(_u=(pl.col(score) - pl.col("_mean_score"))
                       * (pl.col("_x") - pl.col("_n") * pl.col("_rate")))
     )
-    by_cluster = cells.group_by(cluster).agg(pl.col("_u").sum()).get_column("_u").to_numpy()
+    # Summed in numpy, in the sorted order: a parallel group-by would add in varying order.
+    codes = cells.get_column(cluster).rank("dense").to_numpy().astype(np.int64) - 1
+    by_cluster = np.bincount(codes, weights=cells.get_column("_u").to_numpy())
     g = by_cluster.size
     if g < 2:
         raise ValueError(f"trend: clustering needs at least two clusters in {cluster!r}")

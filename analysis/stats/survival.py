@@ -109,8 +109,10 @@ def cox(
     information). With ``cluster`` (e.g. ``"account_id"``) it is the cluster-robust sandwich of
     Lin and Wei (1989), as ``coxph(..., cluster = account_id)`` in R: each case's score residual
     (its contribution to the slope of the log partial likelihood, with Efron's weights when
-    ``ties="efron"``) is summed within its cluster, and the variance is ``Σ_g U_g² / I²``. No
-    small-sample factor is applied (R and statsmodels apply none; Stata multiplies by
+    ``ties="efron"``) is summed within its cluster, and the variance is ``Σ_g U_g² / I²``. The
+    interval and p-value then use the larger of that and the model-based SE: with few clusters in
+    one group the sandwich is biased downwards (calibration: 9% rejections in null worlds with
+    64 listed accounts, 4.5% with the larger SE). No small-sample factor is applied (R and statsmodels apply none; Stata multiplies by
     ``G / (G - 1)``). Cases of one account share its moderators and its history, so they are not
     independent, and the model-based interval is then too narrow. statsmodels'
     ``PHReg.fit(groups=...)`` is not used because its score residuals ignore Efron's weights,
@@ -232,7 +234,12 @@ def cox(
             raise ValueError(f"cox: cluster-robust errors need at least 2 clusters of {cluster!r}")
         residuals = _score_residuals(beta, rows, table, terms)
         cluster_scores = np.bincount(rows.cluster, weights=residuals, minlength=n_clusters)
-        se = math.sqrt(float(np.dot(cluster_scores, cluster_scores))) / information
+        se_robust = math.sqrt(float(np.dot(cluster_scores, cluster_scores))) / information
+        # The sandwich is biased downwards and noisy when one group has few clusters (a
+        # watchlist of ~60 accounts): in calibration its Wald test rejected 9% of null worlds.
+        # Taking the larger of the robust and model-based SEs (Angrist & Pischke 2009, 8.2)
+        # brought it back to 4.5%, and keeps the robust SE where clustering really inflates it.
+        se = max(se_robust, se_model)
 
     logrank_chi2, logrank_p = _survdiff(rows, stratified=bool(strata_cols))
     method = (
@@ -240,7 +247,8 @@ def cox(
         + (f", stratified by {' × '.join(strata_cols)}" if strata_cols else "")
         + f"; {1 - alpha:.0%} CI and Wald p from "
         + (
-            f"cluster-robust (Lin-Wei sandwich) SEs by {cluster}"
+            f"the larger of the cluster-robust (Lin-Wei sandwich, by {cluster}) and the "
+            "model-based SE"
             if cluster is not None
             else "the model-based SE"
         )
@@ -249,6 +257,7 @@ def cox(
         "coefficient": beta,
         "se": se,
         "se_model": se_model,
+        "se_robust": se_robust if cluster is not None else None,
         "p_value_model": _wald_p(beta, se_model),
         "n_events": int(rows.event.sum()),
         "n_events_group": int((rows.event & (rows.x == 1)).sum()),
