@@ -11,6 +11,7 @@ reason — never as a silent NaN.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -226,16 +227,31 @@ def _equal_treatment(c: Cells) -> Estimate:
     return tost(c.estimates["listed_adjusted"], margin=EQUIVALENCE_MARGIN)
 
 
+def _skip_when_too_sparse(run: Callable[[Cells], Estimate]) -> Callable[[Cells], Estimate]:
+    """The estimators raise ValueError exactly when the data cannot support them (e.g. an odds
+    ratio of 0 in every stratum); in the battery that is a skipped test with the reason."""
+
+    def guarded(cells: Cells) -> Estimate:
+        try:
+            return run(cells)
+        except ValueError as why:
+            raise Skip(f"the data are too sparse for this test: {why}") from None
+
+    return guarded
+
+
 RUNNERS: dict[str, Callable[[Cells], Estimate]] = {
-    "listed_unadjusted": _listed_unadjusted,
-    "listed_adjusted": _listed_adjusted,
-    "advertiser_adjusted": _advertiser_adjusted,
-    "spend_adjusted": _spend_adjusted,
-    "spend_trend": _spend_trend,
-    "decision_speed": _decision_speed,
-    "appeal_reversal": _appeal_reversal,
-    "directive_did": _directive_did,
-    "equal_treatment": _equal_treatment,
+    test_id: _skip_when_too_sparse(run) for test_id, run in {
+        "listed_unadjusted": _listed_unadjusted,
+        "listed_adjusted": _listed_adjusted,
+        "advertiser_adjusted": _advertiser_adjusted,
+        "spend_adjusted": _spend_adjusted,
+        "spend_trend": _spend_trend,
+        "decision_speed": _decision_speed,
+        "appeal_reversal": _appeal_reversal,
+        "directive_did": _directive_did,
+        "equal_treatment": _equal_treatment,
+    }.items()
 }
 
 
@@ -310,7 +326,8 @@ def _result(design: Design, estimate: Estimate, *, alpha: float, power: float) -
     if design.scale == "probability":
         mde = -mde_difference(estimate.se, alpha=alpha, power=power)
     elif design.id == "appeal_reversal":  # leniency on appeal is an OR above 1
-        mde = 1 / mde_ratio(estimate.se, alpha=alpha, power=power)
+        below = mde_ratio(estimate.se, alpha=alpha, power=power)
+        mde = 1 / below if below > 0 else math.inf  # an infinite SE detects nothing
     else:
         mde = mde_ratio(estimate.se, alpha=alpha, power=power)
     return TestResult(
