@@ -25,7 +25,8 @@ SPEND_TIERS = 4
 SEED = 20230601
 
 #: The notebooks that `levelfield run` executes, in order.
-NOTEBOOKS = ("00_findings", "01_data_audit", "02_preferential_treatment")
+NOTEBOOKS = ("00_findings", "01_data_audit", "02_spend_and_enforcement", "03_preferential_treatment",
+             "04_speed_and_appeals", "05_directive", "06_robustness")
 #: Equivalence margin on the odds-ratio scale: equal treatment is shown when the 90% CI of the
 #: adjusted odds ratio lies within 1/1.25 = 0.8 and 1.25 (the conventional 80-125% bounds).
 EQUIVALENCE_MARGIN = 1.25

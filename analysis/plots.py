@@ -41,12 +41,20 @@ __all__ = [
     "FigurePaths",
     "coverage_funnel",
     "coverage_funnel_data",
+    "crude_vs_adjusted",
+    "crude_vs_adjusted_data",
     "enforcement_by_tier",
     "enforcement_by_tier_data",
     "enforcement_over_time",
     "enforcement_over_time_data",
+    "event_study",
+    "event_study_data",
     "forest",
     "forest_data",
+    "kaplan_meier",
+    "kaplan_meier_data",
+    "mde_chart",
+    "mde_chart_data",
     "save_figure",
 ]
 
@@ -828,6 +836,535 @@ def coverage_funnel(coverage: Mapping[str, Any]) -> Figure:
         ax.grid(axis="y", visible=False)
         ax.set_title("Coverage: from enforcement records to analysed cases")
     return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Crude and adjusted comparisons side by side
+# ----------------------------------------------------------------------------------------------
+
+
+def crude_vs_adjusted_data(comparisons: Any) -> pl.DataFrame:
+    """The crude and adjusted estimates drawn by :func:`crude_vs_adjusted`, one row each.
+
+    Parameters
+    ----------
+    comparisons : polars or pandas DataFrame
+        One row per comparison, as returned by :func:`analysis.audit.crude_and_adjusted`:
+        ``comparison`` (label), ``crude``, ``crude_ci_low``, ``crude_ci_high``, ``adjusted``,
+        ``adjusted_ci_low``, ``adjusted_ci_high`` (odds ratios) and, when present,
+        ``adjusted_test`` (the test id of the adjusted estimate).
+
+    Returns
+    -------
+    polars.DataFrame
+        Long form: ``comparison``, ``kind`` ("crude" or "adjusted"), ``estimate``, ``ci_low``,
+        ``ci_high`` and ``test`` (test id, null for a crude estimate computed for the figure).
+        Comparisons keep their order; a missing estimate (a test that did not run) is left out.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> table = pl.DataFrame({"comparison": ["listed vs other"], "crude": [0.33],
+    ...     "crude_ci_low": [0.28], "crude_ci_high": [0.39], "adjusted": [0.41],
+    ...     "adjusted_ci_low": [0.34], "adjusted_ci_high": [0.50]})
+    >>> crude_vs_adjusted_data(table)["kind"].to_list()
+    ['crude', 'adjusted']
+    """
+    wanted = ["comparison", "crude", "crude_ci_low", "crude_ci_high", "adjusted", "adjusted_ci_low",
+              "adjusted_ci_high"]
+    df = _as_frame(comparisons, wanted, optional=["crude_test", "adjusted_test"])
+    rows = []
+    for row in df.iter_rows(named=True):
+        for kind in ("crude", "adjusted"):
+            estimate = row[kind]
+            if not _finite(estimate) or estimate <= 0:
+                continue
+            low, high = row[f"{kind}_ci_low"], row[f"{kind}_ci_high"]
+            rows.append({
+                "comparison": str(row["comparison"]),
+                "kind": kind,
+                "estimate": float(estimate),
+                "ci_low": float(low) if _finite(low) and low > 0 else None,
+                "ci_high": float(high) if _finite(high) and high > 0 else None,
+                "test": row.get(f"{kind}_test"),
+            })
+    schema = {"comparison": pl.String, "kind": pl.String, "estimate": pl.Float64,
+              "ci_low": pl.Float64, "ci_high": pl.Float64, "test": pl.String}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def crude_vs_adjusted(comparisons: Any) -> Figure:
+    """Crude and like-with-like odds ratios of each comparison, drawn next to each other.
+
+    The crude odds ratio compares all cases of one group with all cases of the other; the
+    adjusted one compares cases of the same policy and severity band only, then combines the
+    strata. When the two disagree, the groups differ in the mix of violations they are flagged
+    for, and the crude figure mixes that difference into the comparison. In the extreme the
+    direction flips (Simpson's paradox): a group can be enforced less often overall and yet no
+    less often within every policy. The adjusted estimate is the one that answers the question.
+
+    Parameters
+    ----------
+    comparisons : polars or pandas DataFrame
+        As returned by :func:`analysis.audit.crude_and_adjusted`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> table = pl.DataFrame({"comparison": ["listed vs other"], "crude": [0.33],
+    ...     "crude_ci_low": [0.28], "crude_ci_high": [0.39], "adjusted": [0.41],
+    ...     "adjusted_ci_low": [0.34], "adjusted_ci_high": [0.50]})
+    >>> fig = crude_vs_adjusted(table)
+    """
+    data = crude_vs_adjusted_data(comparisons)
+    names = list(dict.fromkeys(data["comparison"].to_list()))
+    fig, (ax,) = _new_figure(height=1.5 + 0.75 * max(len(names), 1))
+    if not names:
+        _empty(ax, "No comparison has an estimate.")
+        return fig
+    # the crude estimate above the adjusted one: read top to bottom, "before" and "after"
+    styles = {"crude": ("o", "0.45", 0.17, "Crude (all cases)"),
+              "adjusted": ("s", _BLUE, -0.17, "Adjusted (like with like)")}
+    with _style():
+        centre = {name: len(names) - 1 - i for i, name in enumerate(names)}  # first on top
+        ax.axvline(1.0, color="0.35", linestyle="--", linewidth=1, zorder=1)
+        values = [1.0]
+        for kind, (marker, colour, offset, label) in styles.items():
+            part = data.filter(pl.col("kind") == kind)
+            if part.height == 0:
+                continue
+            y = np.array([centre[n] + offset for n in part["comparison"]])
+            est = part["estimate"].to_numpy()
+            low = part["ci_low"].fill_null(float("nan")).to_numpy()
+            high = part["ci_high"].fill_null(float("nan")).to_numpy()
+            ok = ~(np.isnan(low) | np.isnan(high))
+            ax.hlines(y[ok], low[ok], high[ok], color=colour, linewidth=2, zorder=2)
+            ax.plot(est, y, marker, color=colour, markersize=6, linestyle="none", zorder=3,
+                    markeredgecolor="white", markeredgewidth=0.6, label=label)
+            values += list(est) + list(low[ok]) + list(high[ok])
+            for yi, e, lw, hg, has in zip(y, est, low, high, ok):
+                text = f"{e:.2f}" + (f"  ({lw:.2f} to {hg:.2f})" if has else "")
+                ax.annotate(text, xy=(1.0, yi), xycoords=("axes fraction", "data"),
+                            xytext=(8, 0), textcoords="offset points", va="center", ha="left",
+                            fontsize=8, color=colour)
+        lo, hi = min(values), max(values)
+        span = max(math.log(hi / lo), math.log(1.5))
+        ax.set_xscale("log")
+        ax.set_xlim(lo / math.exp(0.08 * span), hi * math.exp(0.08 * span))
+        ax.set_xticks(_ratio_ticks(*ax.get_xlim()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_yticks([centre[n] for n in names], names)
+        ax.set_ylim(-0.7, len(names) - 0.3)
+        ax.grid(axis="y", visible=False)
+        ax.set_xlabel("Odds ratio of enforcement (log scale; 1 = no difference)")
+        for text, ha, dx in ((_LENIENT, "right", -6), (_STRICTER, "left", 6)):
+            ax.annotate(text, xy=(1.0, 1.0), xycoords=("data", "axes fraction"), xytext=(dx, 3),
+                        textcoords="offset points", ha=ha, va="bottom", fontsize=8, color="0.3")
+        fig.legend(loc="outside lower center", ncols=2)
+        ax.set_title("Crude and like-with-like odds ratios (95% CI)", pad=22)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Time to decision: Kaplan-Meier curves
+# ----------------------------------------------------------------------------------------------
+
+# Labels of the groups of analysis.stats.kaplan_meier(..., group="listed")
+_SURVIVAL_GROUPS = {True: "cases of listed accounts", False: "cases of other accounts", "all": "all cases"}
+# Readable ticks for hours on a log axis
+_HOUR_TICKS = ((1 / 60, "1 min"), (1, "1 hour"), (6, "6 hours"), (24, "1 day"), (24 * 7, "1 week"),
+               (24 * 30, "30 days"), (24 * 91, "3 months"), (24 * 365, "1 year"))
+
+
+def _survival_label(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+        return _SURVIVAL_GROUPS[bool(value)]
+    return _SURVIVAL_GROUPS.get(value, str(value))
+
+
+def kaplan_meier_data(curves: Any, *, points: int = 400) -> pl.DataFrame:
+    """The Kaplan-Meier curves as drawn by :func:`kaplan_meier`, read off at ``points`` times.
+
+    A curve of 50,000 cases has a step at nearly every decision, tens of thousands of them. The
+    figure reads each curve at ``points`` times spaced evenly on a log scale (the value at a time
+    is that of the curve's last step at or before it), which draws the same picture at a
+    fraction of the size, and this table holds exactly those values. Each curve stops at its
+    last decision: after that the data say nothing about it.
+
+    Parameters
+    ----------
+    curves : polars or pandas DataFrame
+        The output of :func:`analysis.stats.kaplan_meier` (``group``, ``time``, ``survival``,
+        ``ci_low``, ``ci_high``), e.g. ``kaplan_meier(cases, duration="decision_hours",
+        event="decided", group="listed")``.
+    points : int, default 400
+        Number of times at which each curve is read.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``group`` (readable label: "cases of listed accounts", "cases of other accounts", or the
+        group's value), ``time`` (hours since the flag), ``survival`` (share of cases still
+        undecided), ``ci_low`` and ``ci_high`` (pointwise 95% interval; null before the first
+        decision). Sorted by group and time.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> curves = pl.DataFrame({"group": [True, True, False, False], "time": [0.0, 2.0, 0.0, 4.0],
+    ...                        "survival": [1.0, 0.5, 1.0, 0.25]})
+    >>> data = kaplan_meier_data(curves, points=2)
+    >>> data.select("group", "time", "survival").rows()
+    [('cases of listed accounts', 2.0, 0.5), ('cases of other accounts', 2.0, 1.0), ('cases of other accounts', 4.0, 0.25)]
+    """
+    if points < 2:
+        raise ValueError(f"points must be at least 2, got {points}")
+    df = _as_frame(curves, ["time", "survival"], optional=["group", "ci_low", "ci_high"])
+    if "group" not in df.columns:
+        df = df.with_columns(group=pl.lit("all"))
+    for column in ("ci_low", "ci_high"):
+        if column not in df.columns:
+            df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
+    schema = {"group": pl.String, "time": pl.Float64, "survival": pl.Float64, "ci_low": pl.Float64,
+              "ci_high": pl.Float64}
+    df = df.with_columns(pl.col("time", "survival", "ci_low", "ci_high").cast(pl.Float64))
+    positive = df.filter(pl.col("time") > 0)["time"]
+    if positive.len() == 0:
+        return pl.DataFrame(schema=schema)
+    grid = np.unique(np.geomspace(positive.min(), df["time"].max(), points))
+    pieces = []
+    for value in df["group"].unique(maintain_order=True).sort().to_list():
+        part = df.filter(pl.col("group") == value).sort("time")
+        times = pl.DataFrame({"time": grid[grid <= part["time"].max()]})
+        read = times.join_asof(part.select("time", "survival", "ci_low", "ci_high"), on="time",
+                               strategy="backward")
+        pieces.append(read.select(pl.lit(_survival_label(value)).alias("group"), pl.all()))
+    return pl.concat(pieces).cast(schema).sort("group", "time")
+
+
+def kaplan_meier(curves: Any, *, points: int = 400) -> Figure:
+    """Kaplan-Meier curves: the share of cases still undecided, hour by hour after the flag.
+
+    Each curve starts at 100% when cases are flagged and falls as they are decided. A curve that
+    stays higher means that group's cases wait longer for a decision. Cases still open when the
+    data end count for as long as they were observed and are never counted as decided (that is
+    what the Kaplan-Meier estimator is for). Where the curve crosses the dotted 50% line is the
+    median time to a decision. Time is on a log scale, so that the first hours and the long
+    tail both show. Bands are pointwise 95% confidence intervals. The curves compare all cases;
+    the Cox model (test ``decision_speed``) compares cases of the same policy.
+
+    Parameters
+    ----------
+    curves : polars or pandas DataFrame
+        The output of :func:`analysis.stats.kaplan_meier` with durations in hours.
+    points : int, default 400
+        Number of times at which each curve is drawn (see :func:`kaplan_meier_data`).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> curves = pl.DataFrame({"group": [True, True, False, False], "time": [0.0, 2.0, 0.0, 4.0],
+    ...                        "survival": [1.0, 0.5, 1.0, 0.25]})
+    >>> fig = kaplan_meier(curves)
+    """
+    data = kaplan_meier_data(curves, points=points)
+    fig, (ax,) = _new_figure(height=4.0)
+    if data.height == 0:
+        _empty(ax, "No decision times to show.")
+        return fig
+    colours = {"cases of listed accounts": _ORANGE, "cases of other accounts": _BLUE}
+    with _style():
+        names = sorted(data["group"].unique().to_list(), key=lambda g: g != "cases of listed accounts")
+        for i, name in enumerate(names):
+            part = data.filter(pl.col("group") == name)
+            colour = colours.get(name, PALETTE[(i + 2) % len(PALETTE)])
+            time = part["time"].to_numpy()
+            ok = part["ci_low"].is_not_null().to_numpy() & part["ci_high"].is_not_null().to_numpy()
+            ax.fill_between(time, part["ci_low"].fill_null(float("nan")).to_numpy() * 100,
+                            part["ci_high"].fill_null(float("nan")).to_numpy() * 100,
+                            where=ok, step="post", color=colour, alpha=0.18, linewidth=0)
+            ax.step(time, part["survival"].to_numpy() * 100, where="post", color=colour,
+                    linewidth=1.6, label=name[0].upper() + name[1:])
+        ax.axhline(50, color="0.45", linestyle=":", linewidth=1)
+        ax.annotate("half decided", xy=(1.0, 50), xycoords=("axes fraction", "data"),
+                    xytext=(-4, 3), textcoords="offset points", ha="right", va="bottom",
+                    fontsize=8, color="0.35")
+        ax.set_xscale("log")
+        low, high = float(data["time"].min()), float(data["time"].max())
+        ax.set_xlim(low, high)
+        ticks = [(t, label) for t, label in _HOUR_TICKS if low <= t <= high]
+        if len(ticks) >= 2:
+            ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+        ax.set_ylim(0, 100)
+        ax.set_xlabel("Time since the case was flagged (log scale)")
+        ax.set_ylabel("Cases still undecided (% with 95% CI)")
+        ax.legend(loc="lower left")
+        ax.set_title("Time to a moderation decision (Kaplan\u2013Meier)")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Event study around the directive
+# ----------------------------------------------------------------------------------------------
+
+
+def event_study_data(rows: Any, *, directive_month: int = 0) -> pl.DataFrame:
+    """The month-by-month gaps drawn by :func:`event_study`.
+
+    Parameters
+    ----------
+    rows : list of dict, or polars or pandas DataFrame
+        The ``event_study`` rows of the ``directive_did`` test in results.json (its
+        ``details``), or the output of :func:`analysis.stats.event_study`: ``event_time``
+        (months relative to the directive), ``estimate``, ``ci_low``, ``ci_high`` and, when
+        present, ``p_value``, ``reference``, ``n_treated``, ``n_control``.
+    directive_month : int, default 0
+        The event time of the month in which the directive took effect.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``event_time``, ``estimate`` (difference in enforcement probability relative to the
+        reference month), ``ci_low``, ``ci_high``, ``p_value``, ``reference`` (True for the
+        month everything is compared with), ``after_directive`` (event time at or after
+        ``directive_month``), ``n_treated`` and ``n_control`` (cases of listed and of other
+        accounts that month), sorted by event time.
+
+    Examples
+    --------
+    >>> rows = [{"event_time": 0, "estimate": -0.2, "ci_low": -0.3, "ci_high": -0.1},
+    ...         {"event_time": -1, "estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0, "reference": True}]
+    >>> event_study_data(rows)["after_directive"].to_list()
+    [False, True]
+    """
+    schema = {"event_time": pl.Int64, "estimate": pl.Float64, "ci_low": pl.Float64,
+              "ci_high": pl.Float64, "p_value": pl.Float64, "reference": pl.Boolean,
+              "after_directive": pl.Boolean, "n_treated": pl.Int64, "n_control": pl.Int64}
+    if isinstance(rows, (list, tuple)):
+        if not rows:
+            return pl.DataFrame(schema=schema)
+        rows = pl.DataFrame([dict(r) for r in rows], infer_schema_length=None)
+    df = _as_frame(rows, ["event_time", "estimate"],
+                   optional=["ci_low", "ci_high", "p_value", "reference", "n_treated", "n_control"])
+    for column in ("ci_low", "ci_high", "p_value", "reference", "n_treated", "n_control"):
+        if column not in df.columns:
+            df = df.with_columns(pl.lit(None).alias(column))
+    return (
+        df.with_columns(
+            pl.col("reference").cast(pl.Boolean).fill_null(False),
+            after_directive=pl.col("event_time") >= directive_month,
+        )
+        .select(list(schema))
+        .cast(schema)
+        .sort("event_time")
+    )
+
+
+def event_study(rows: Any, *, directive_month: int = 0) -> Figure:
+    """Event study: the gap between listed and other accounts, month by month around the directive.
+
+    Each point is how much the enforcement rate of listed accounts moved relative to that of
+    all other accounts, between the month before the directive (the reference, drawn hollow at 0)
+    and the month shown, in percentage points, like with like (same policy and severity band).
+    Before the directive the points should hover around 0: the two groups moved in parallel,
+    which is what the difference-in-differences test assumes. A drop that starts at the
+    directive, and not before, is the pattern a do-not-moderate list would leave. Lines are 95%
+    confidence intervals, clustered by account.
+
+    Parameters
+    ----------
+    rows : list of dict, or polars or pandas DataFrame
+        The ``event_study`` rows of the ``directive_did`` test (see :func:`event_study_data`).
+    directive_month : int, default 0
+        The event time of the month in which the directive took effect; a dashed line marks
+        its start.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> rows = [{"event_time": 0, "estimate": -0.2, "ci_low": -0.3, "ci_high": -0.1},
+    ...         {"event_time": -1, "estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0, "reference": True}]
+    >>> fig = event_study(rows)
+    """
+    data = event_study_data(rows, directive_month=directive_month)
+    fig, (ax,) = _new_figure(height=4.0)
+    if data.height == 0:
+        _empty(ax, "No event study: the directive test did not run.")
+        return fig
+    with _style():
+        x = data["event_time"].to_numpy()
+        est = data["estimate"].to_numpy() * 100
+        low = data["ci_low"].fill_null(float("nan")).to_numpy() * 100
+        high = data["ci_high"].fill_null(float("nan")).to_numpy() * 100
+        reference = data["reference"].to_numpy()
+        after = data["after_directive"].to_numpy()
+        has_ci = ~(np.isnan(low) | np.isnan(high)) & ~reference
+        ax.axhline(0, color="0.35", linestyle="--", linewidth=1, zorder=1)
+        for mask, colour, label in ((~after, _BLUE, "before the directive"),
+                                    (after, _ORANGE, "from the directive on")):
+            ci = mask & has_ci
+            ax.vlines(x[ci], low[ci], high[ci], color=colour, linewidth=1.8, zorder=2)
+            shown = mask & ~reference
+            ax.plot(x[shown], est[shown], "o", color=colour, markersize=5.5, zorder=3,
+                    markeredgecolor="white", markeredgewidth=0.6, label=label.capitalize())
+        ax.plot(x[reference], est[reference], "o", markerfacecolor="white", markeredgecolor="0.2",
+                markersize=6, zorder=3, label="Reference month (set to 0)")
+        ax.axvline(directive_month - 0.5, color=_VERMILLION, linestyle="--", linewidth=1.2)
+        ax.annotate("directive", xy=(directive_month - 0.5, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(4, -4), textcoords="offset points", ha="left", va="top", fontsize=8,
+                    color=_VERMILLION)
+        finite = np.concatenate([est, low[has_ci], high[has_ci], [0.0]])
+        reach = max(abs(float(np.min(finite))), abs(float(np.max(finite))), 1.0) * 1.12
+        ax.set_ylim(-reach, reach)
+        ax.set_xticks(x)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:+.0f}".replace("-", "\u2212")
+                                                   if v else "0"))
+        ax.set_xlabel(f"Months relative to the directive ({directive_month} = the month it took effect)")
+        ax.set_ylabel("Listed minus other accounts,\nchange in enforcement (points)")
+        ax.legend(loc="lower left", fontsize=8)
+        ax.set_title("Listed against other accounts, month by month")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# What each test could have detected
+# ----------------------------------------------------------------------------------------------
+
+# Tests whose estimate repeats another test's (the equivalence test re-reads listed_adjusted)
+_SAME_ESTIMATE_AS_ANOTHER = frozenset({"equal_treatment"})
+
+
+def mde_chart_data(tests: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """Each test's estimate, interval and minimum detectable effect, as drawn by :func:`mde_chart`.
+
+    Parameters
+    ----------
+    tests : list of dict
+        The ``tests`` list of results.json. Tests that did not run, without an MDE, or that
+        re-read another test's estimate (``equal_treatment``) are left out.
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns of :func:`forest_data` plus ``mde``: the effect the test would detect 4
+        times in 5, on the leniency side of the reference (below 1 for most ratios, above 1 for
+        reversals on appeal, negative for differences in probability).
+
+    Examples
+    --------
+    >>> mde_chart_data([{"id": "spend_adjusted", "status": "ok", "scale": "OR", "estimate": 0.99,
+    ...                  "ci_low": 0.93, "ci_high": 1.05, "mde": 0.92}])["mde"].to_list()
+    [0.92]
+    """
+    listed = [t if isinstance(t, Mapping) else t.to_dict() for t in tests]
+    keep = [t for t in listed if t.get("id") not in _SAME_ESTIMATE_AS_ANOTHER and _finite(t.get("mde"))]
+    data = forest_data(keep)
+    mde = {str(t.get("id")): float(t["mde"]) for t in keep}
+    return data.with_columns(
+        mde=pl.col("id").replace_strict(mde, return_dtype=pl.Float64)
+    ).filter((pl.col("panel") == "difference") | (pl.col("mde") > 0))
+
+
+def mde_chart(tests: Sequence[Mapping[str, Any]]) -> Figure:
+    """What each test could have seen: its estimate against its minimum detectable effect.
+
+    The shaded bar of each test runs from "no difference" to its minimum detectable effect
+    (MDE), the leniency it had an 80% chance of detecting at the 5% level. Leniency inside the
+    shaded bar could have been missed: a test that found nothing only rules out effects
+    beyond its bar, and only roughly. The square and line are the estimate and its 95%
+    confidence interval, as in the forest plot.
+
+    Parameters
+    ----------
+    tests : list of dict
+        The ``tests`` list of results.json.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> fig = mde_chart([{"id": "spend_adjusted", "status": "ok", "scale": "OR", "estimate": 0.99,
+    ...                   "ci_low": 0.93, "ci_high": 1.05, "mde": 0.92}])
+    """
+    data = mde_chart_data(tests)
+    panels = [(data.filter(pl.col("panel") == kind), kind) for kind in ("ratio", "difference")]
+    panels = [(frame, kind) for frame, kind in panels if frame.height]
+    if not panels:
+        fig, (ax,) = _new_figure(height=2.0)
+        _empty(ax, "No test has a minimum detectable effect.")
+        return fig
+    heights = [frame.height + 1.6 for frame, _ in panels]
+    fig, axes = _new_figure(len(panels), height=0.36 * sum(heights) + 1.1, height_ratios=heights)
+    with _style():
+        for ax, (frame, kind) in zip(axes, panels):
+            _mde_panel(ax, frame, kind)
+        axes[0].set_title("What each test could detect", pad=22)
+        note = ("Shaded: from no difference to the minimum detectable effect (80% power, 5% level); "
+                "leniency inside it could have been missed.")
+        if data["higher_is_lenient"].any():
+            note += "\n\u2020 For these tests leniency lies above the reference line."
+        fig.supxlabel(note, x=0.01, ha="left", fontsize=7.5, color="0.3")
+    return fig
+
+
+def _mde_panel(ax, frame: pl.DataFrame, kind: str) -> None:
+    ratio = kind == "ratio"
+    factor = 1.0 if ratio else 100.0
+    reference = 1.0 if ratio else 0.0
+    y = np.arange(frame.height)[::-1]
+    est = frame["estimate"].to_numpy() * factor
+    low = frame["ci_low"].fill_null(float("nan")).to_numpy() * factor
+    high = frame["ci_high"].fill_null(float("nan")).to_numpy() * factor
+    mde = frame["mde"].to_numpy() * factor
+    has_ci = ~(np.isnan(low) | np.isnan(high))
+    left = np.minimum(mde, reference)
+    ax.barh(y, np.abs(mde - reference), left=left, height=0.55, color=_GREY, alpha=0.3, zorder=1,
+            linewidth=0)
+    ax.axvline(reference, color="0.35", linestyle="--", linewidth=1, zorder=1)
+    ax.hlines(y[has_ci], low[has_ci], high[has_ci], color=_BLUE, linewidth=2, zorder=2)
+    ax.plot(est, y, "s", color=_BLUE, markersize=6, zorder=3, markeredgecolor="white",
+            markeredgewidth=0.6)
+    labels = [f"{i} \u2020" if flip else i for i, flip in zip(frame["id"], frame["higher_is_lenient"])]
+    ax.set_yticks(y, labels)
+    ax.set_ylim(-0.7, frame.height - 0.3)
+    ax.grid(axis="y", visible=False)
+    finite = np.concatenate([est, low[has_ci], high[has_ci], mde, [reference]])
+    lo, hi = float(np.min(finite)), float(np.max(finite))
+    if ratio:
+        span = max(math.log(hi / lo), math.log(1.5))
+        ax.set_xscale("log")
+        ax.set_xlim(lo / math.exp(0.08 * span), hi * math.exp(0.08 * span))
+        ax.set_xticks(_ratio_ticks(*ax.get_xlim()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(NullLocator())
+        scales = [_RATIO_SCALES[s] for s in dict.fromkeys(frame["scale"].to_list())]
+        name = " or ".join(scales)
+        ax.set_xlabel(f"{name[0].upper()}{name[1:]} (log scale; 1 = no difference)")
+    else:
+        pad = max(0.08 * (hi - lo), 0.5)
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_xlabel("Difference in enforcement probability (percentage points; 0 = no difference)")
+    for yi, m in zip(y, mde):
+        text = f"MDE {m:.2f}" if ratio else f"MDE {m:+.1f}"
+        ax.annotate(text.replace("-", "\u2212"), xy=(1.0, yi), xycoords=("axes fraction", "data"),
+                    xytext=(8, 0), textcoords="offset points", va="center", ha="left",
+                    fontsize=8, color="0.2")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -226,3 +226,205 @@ def test_figures_of_a_realistic_cases_frame(tmp_path):
     # "$" in the tier labels is escaped, so matplotlib's mathtext does not swallow the dollar signs
     labels = [t.get_text() for t in plots.enforcement_by_tier(cases).axes[0].get_xticklabels()]
     assert labels[0].startswith("No ad spend") and "\\$1k" in labels[1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Kaplan-Meier curves
+# ----------------------------------------------------------------------------------------------
+
+# Freireich et al. (1963) leukaemia trial, weeks of remission ("+": still in remission, censored)
+DRUG = "6 6 6 6+ 7 9+ 10 10+ 11+ 13 16 17+ 19+ 20+ 22 23 25+ 32+ 32+ 34+ 35+".split()
+PLACEBO = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
+# Kaplan-Meier estimates of the 6-MP group, Kleinbaum & Klein, "Survival Analysis: A
+# Self-Learning Text" (3rd ed., 2012), chapter 2: S(t) from each event time on.
+DRUG_KM = ((6, 0.8571), (7, 0.8067), (10, 0.7529), (13, 0.6902), (16, 0.6275), (22, 0.5378), (23, 0.4482))
+
+
+def _leukaemia(labels: tuple) -> pl.DataFrame:
+    return pl.DataFrame({
+        "weeks": [float(t.rstrip("+")) for t in DRUG] + [float(t) for t in PLACEBO],
+        "relapsed": [not t.endswith("+") for t in DRUG] + [True] * len(PLACEBO),
+        "arm": [labels[0]] * len(DRUG) + [labels[1]] * len(PLACEBO),
+    })
+
+
+def _published_step(time: float) -> float:
+    """The published 6-MP curve at ``time``: the value of its last step at or before it."""
+    value = 1.0
+    for step, survival in DRUG_KM:
+        if step <= time:
+            value = survival
+    return value
+
+
+def test_kaplan_meier_curves_are_read_off_exactly_at_every_drawn_time():
+    from analysis.stats import kaplan_meier
+
+    curves = kaplan_meier(_leukaemia(("6-MP", "placebo")), duration="weeks", event="relapsed", group="arm")
+    data = plots.kaplan_meier_data(curves, points=200)
+    drug = data.filter(pl.col("group") == "6-MP")
+    assert drug.height > 100
+    for time, survival in drug.select("time", "survival").iter_rows():
+        assert survival == pytest.approx(_published_step(time), abs=1e-4), time
+    # each curve stops at its last relapse: week 23 in both arms (later 6-MP times are censored)
+    assert drug["time"].max() == 23.0
+    placebo = data.filter(pl.col("group") == "placebo")
+    assert placebo["survival"].to_list()[-1] == 0.0  # every placebo patient relapsed
+    # times are spaced evenly on a log scale, from the first event (week 1) on
+    times = placebo["time"].to_numpy()
+    assert times[0] == 1.0
+    assert np.allclose(np.diff(np.log(times)), np.log(times[1] / times[0]))
+
+
+def test_kaplan_meier_names_listed_groups_and_draws_percent_on_log_time():
+    from analysis.stats import kaplan_meier
+
+    curves = kaplan_meier(_leukaemia((True, False)), duration="weeks", event="relapsed", group="arm")
+    data = plots.kaplan_meier_data(curves)
+    assert sorted(data["group"].unique().to_list()) == ["cases of listed accounts", "cases of other accounts"]
+    fig = plots.kaplan_meier(curves)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert ax.get_ylim() == (0.0, 100.0)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["Cases of listed accounts", "Cases of other accounts"]
+    # the listed group's line ends at 44.82% (the published S(23) of the 6-MP arm)
+    listed_line = ax.get_lines()[0]
+    assert listed_line.get_ydata()[-1] == pytest.approx(44.82, abs=0.01)
+
+
+def test_kaplan_meier_without_events_says_so():
+    curves = pl.DataFrame({"group": [True], "time": [0.0], "survival": [1.0]})
+    assert plots.kaplan_meier_data(curves).height == 0
+    fig = plots.kaplan_meier(curves)
+    assert "No decision times" in fig.axes[0].texts[0].get_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Event study
+# ----------------------------------------------------------------------------------------------
+
+
+def _event_study_rows() -> pl.DataFrame:
+    """Two months, computed by hand: listed accounts' rate falls from 50% to 30% between the
+    reference month and the directive month, the others' rises from 50% to 60%: a gap of -0.3."""
+    from analysis.stats import event_study
+
+    cells = pl.DataFrame({
+        "treated": [0, 0, 0, 0, 1, 1, 1, 1], "month": [-1, -1, 0, 0, -1, -1, 0, 0],
+        "enforced": [1, 0, 1, 0, 1, 0, 1, 0], "n": [50, 50, 60, 40, 50, 50, 30, 70]})
+    return event_study(cells, outcome="enforced", treated="treated", event_time="month", count="n")
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_event_study_data_takes_results_json_rows_or_a_frame(as_json):
+    rows = _event_study_rows()
+    data = plots.event_study_data(rows.to_dicts() if as_json else rows)
+    assert data["event_time"].to_list() == [-1, 0]
+    assert data["estimate"].to_list() == pytest.approx([0.0, -0.3])
+    assert data["reference"].to_list() == [True, False]
+    assert data["after_directive"].to_list() == [False, True]
+    assert data.select("n_treated", "n_control").rows() == [(100, 100), (100, 100)]
+
+
+def test_event_study_marks_zero_the_reference_and_the_directive():
+    fig = plots.event_study(_event_study_rows().to_dicts(), directive_month=0)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in lines)  # zero line
+    assert any(list(line.get_xdata()) == [-0.5, -0.5] for line in lines)  # directive
+    hollow = [line for line in lines if line.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [-1]
+    after = next(line for line in lines if line.get_label() == "From the directive on")
+    assert list(after.get_ydata()) == pytest.approx([-30.0])  # percentage points
+    assert "directive" in [t.get_text() for t in ax.texts]
+
+
+def test_event_study_without_rows_says_so():
+    assert plots.event_study_data([]).height == 0
+    assert "did not run" in plots.event_study([]).axes[0].texts[0].get_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Minimum detectable effects
+# ----------------------------------------------------------------------------------------------
+
+
+def test_mde_chart_shades_from_no_difference_to_each_tests_mde():
+    from analysis.stats import mde_ratio
+
+    mde = mde_ratio(0.1)  # 0.7557 for a log-scale SE of 0.1 (analysis.stats.power docstring)
+    tests = [dict(t, mde=mde) for t in TESTS]
+    tests[2]["mde"] = 1 / mde  # appeal reversals: leniency is above 1
+    tests[4]["mde"] = -0.05
+    tests.append(dict(TESTS[0], id="equal_treatment", mde=mde))  # re-reads listed_adjusted
+    data = plots.mde_chart_data(tests)
+    assert data["id"].to_list() == ["listed_adjusted", "decision_speed", "appeal_reversal", "directive_did"]
+    assert data["mde"].to_list() == pytest.approx([0.7557, 0.7557, 1.3233, -0.05], abs=1e-4)
+    fig = plots.mde_chart(tests)
+    ratio_ax, diff_ax = fig.axes
+    bars = sorted((round(p.get_x(), 4), round(p.get_x() + p.get_width(), 4)) for p in ratio_ax.patches)
+    assert bars == [(0.7557, 1.0), (0.7557, 1.0), (1.0, 1.3233)]
+    assert [(p.get_x(), p.get_x() + p.get_width()) for p in diff_ax.patches] == [(-5.0, 0.0)]
+    assert "MDE 0.76" in [t.get_text() for t in ratio_ax.texts]
+    assert "appeal_reversal \u2020" in [t.get_text() for t in ratio_ax.get_yticklabels()]
+
+
+# ----------------------------------------------------------------------------------------------
+# Crude next to adjusted: Simpson's paradox in the Berkeley admissions
+# ----------------------------------------------------------------------------------------------
+
+
+def _berkeley_comparison() -> pl.DataFrame:
+    from analysis.config import REFERENCE_DATA_DIR
+    from analysis.stats import mantel_haenszel, odds_ratio
+
+    cells = pl.read_csv(REFERENCE_DATA_DIR / "berkeley" / "UCBAdmissions.csv").select(
+        dept=pl.col("Dept"), male=pl.col("Gender") == "Male",
+        admitted=pl.col("Admit") == "Admitted", n=pl.col("Freq"))
+    crude = odds_ratio(cells, outcome="admitted", group="male", count="n")
+    adjusted = mantel_haenszel(cells, outcome="admitted", group="male", strata="dept", count="n")
+    return pl.DataFrame({
+        "comparison": ["men vs women"], "crude": [crude.estimate], "crude_ci_low": [crude.ci_low],
+        "crude_ci_high": [crude.ci_high], "crude_test": ["computed here"],
+        "adjusted": [adjusted.estimate], "adjusted_ci_low": [adjusted.ci_low],
+        "adjusted_ci_high": [adjusted.ci_high], "adjusted_test": ["by department"]})
+
+
+def test_crude_vs_adjusted_shows_the_berkeley_paradox():
+    data = plots.crude_vs_adjusted_data(_berkeley_comparison())
+    assert data["kind"].to_list() == ["crude", "adjusted"]
+    # crude: (1198 x 1278) / (1493 x 557) = 1.841; Mantel-Haenszel over departments: 0.9046968,
+    # R mantelhaen.test(UCBAdmissions) (Bickel, Hammel & O'Connell 1975 data)
+    assert data["estimate"].to_list() == pytest.approx([1.8411, 0.9046968], abs=1e-4)
+    assert data["test"].to_list() == ["computed here", "by department"]
+    fig = plots.crude_vs_adjusted(_berkeley_comparison())
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.startswith("1.84  (") for t in texts) and any(t.startswith("0.90  (") for t in texts)
+    # the crude estimate is drawn above the adjusted one
+    crude_y = next(line for line in ax.get_lines() if line.get_label() == "Crude (all cases)").get_ydata()[0]
+    adjusted_y = next(line for line in ax.get_lines() if line.get_label() == "Adjusted (like with like)").get_ydata()[0]
+    assert crude_y > adjusted_y
+
+
+def test_a_comparison_that_did_not_run_is_left_out():
+    table = _berkeley_comparison().with_columns(pl.lit(None, dtype=pl.Float64).alias("adjusted"))
+    assert plots.crude_vs_adjusted_data(table)["kind"].to_list() == ["crude"]
+
+
+@pytest.mark.parametrize("name", ["kaplan_meier", "event_study", "mde_chart", "crude_vs_adjusted"])
+def test_new_figures_save_byte_identical_files(tmp_path, name):
+    from analysis.stats import kaplan_meier
+
+    inputs = {
+        "kaplan_meier": kaplan_meier(_leukaemia((True, False)), duration="weeks", event="relapsed", group="arm"),
+        "event_study": _event_study_rows().to_dicts(),
+        "mde_chart": [dict(t, mde=0.8) for t in TESTS],
+        "crude_vs_adjusted": _berkeley_comparison(),
+    }[name]
+    draw, data = getattr(plots, name), getattr(plots, f"{name}_data")
+    first = plots.save_figure(draw(inputs), data(inputs), tmp_path / "a", name)
+    second = plots.save_figure(draw(inputs), data(inputs), tmp_path / "b", name)
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name

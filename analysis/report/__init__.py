@@ -72,7 +72,8 @@ def build_report(
     >>> from analysis.config import NOTEBOOKS, NOTEBOOKS_DIR
     >>> build_report(analysis, run, notebooks=NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR)  # doctest: +SKIP
     """
-    from analysis import plots
+    from analysis import audit, plots
+    from analysis.stats import kaplan_meier
 
     say = progress or (lambda _: None)
     run = Path(out_dir).resolve()
@@ -92,6 +93,19 @@ def build_report(
     written += plots.save_figure(
         plots.coverage_funnel(coverage), plots.coverage_funnel_data(coverage), figures, "coverage_funnel"
     )
+    comparisons = audit.crude_and_adjusted(cases, results=results)
+    written += plots.save_figure(
+        plots.crude_vs_adjusted(comparisons), plots.crude_vs_adjusted_data(comparisons), figures, "crude_vs_adjusted"
+    )
+    curves = kaplan_meier(cases, duration="decision_hours", event="decided", group="listed")
+    written += plots.save_figure(
+        plots.kaplan_meier(curves), plots.kaplan_meier_data(curves), figures, "kaplan_meier"
+    )
+    event_rows = audit.event_study_rows(results)
+    written += plots.save_figure(
+        plots.event_study(event_rows), plots.event_study_data(event_rows), figures, "event_study"
+    )
+    written += plots.save_figure(plots.mde_chart(tests), plots.mde_chart_data(tests), figures, "mde_chart")
 
     say(f"running {len(notebooks)} notebooks")
     executed = execute_notebooks(
