@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from analysis.cells import account_cells, appeal_cells, event_cells, spend_cells
-from analysis.config import ALPHA, EQUIVALENCE_MARGIN, PERMUTATIONS, POWER, SEED, TIER_SCORES
+from analysis.config import (ALPHA, EQUIVALENCE_MARGIN, EQUIVALENCE_RATIONALE, PERMUTATIONS,
+                             POWER, SEED, TIER_SCORES)
 from analysis.findings import conclusion
 from analysis.stats.equivalence import tost
 from analysis.stats.multiplicity import adjust_p
@@ -224,7 +225,8 @@ def _directive_did(c: Cells) -> Estimate:
 def _equal_treatment(c: Cells) -> Estimate:
     if "listed_adjusted" not in c.estimates:
         raise Skip("listed_adjusted could not be estimated")
-    return tost(c.estimates["listed_adjusted"], margin=EQUIVALENCE_MARGIN)
+    return tost(c.estimates["listed_adjusted"], margin=EQUIVALENCE_MARGIN,
+                rationale=EQUIVALENCE_RATIONALE)
 
 
 def _skip_when_too_sparse(run: Callable[[Cells], Estimate]) -> Callable[[Cells], Estimate]:
