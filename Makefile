@@ -6,8 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: report test install lock lab sample calibrate bench clean
 
-report: $(STAMP)  ## full report on the bundled sample data -> reports/sample/
+report: $(STAMP)  ## full report on the bundled sample data -> reports/sample/; case studies of the real reference data -> reports/meta_ad_library/, reports/dsa_transparency/
 	$(BIN)/levelfield run --data data/sample --out reports/sample
+	$(BIN)/levelfield run --source meta-ad-library --data data/reference/meta_ad_library --out reports/meta_ad_library
+	$(BIN)/levelfield run --source dsa-tdb --data data/reference/dsa_tdb --out reports/dsa_transparency
 
 test: $(STAMP)  ## the test suite
 	$(BIN)/python -m pytest -q
@@ -30,5 +32,11 @@ lab: $(STAMP)  ## open the notebooks in JupyterLab
 sample: $(STAMP)  ## regenerate the committed synthetic sample world
 	rm -rf data/sample && $(BIN)/levelfield simulate --out data/sample --scenario seed-case --seed 20230601
 
+calibrate: $(STAMP)  ## type I error and CI coverage of the battery on 300 simulated worlds per kind -> reports/calibration/
+	$(BIN)/python bench/calibrate.py --worlds 300 --out reports/calibration
+
 clean:
 	rm -rf $(VENV) reports/sample/figures .pytest_cache
+
+install-spark: $(STAMP)  ## the Spark engine (pyspark, pinned in requirements-spark.lock); needs Java 17+
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-spark.lock

@@ -16,9 +16,11 @@ whose window leaves that span has unknown spend and is excluded (reason
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date
 
+import numpy as np
 import polars as pl
 
 from analysis.config import SEVERITY_BANDS, SPEND_TIERS, WINDOW_DAYS
@@ -145,6 +147,10 @@ def spend_coverage(spend: pl.LazyFrame, currency: str) -> SpendCoverage:
     return SpendCoverage(span["period_start"].item(), span["period_end"].item(), currency)
 
 
+#: The severity bands' names, "unknown" (no severity) included.
+SEVERITY_BAND_NAMES = (*(label for _, label in SEVERITY_BANDS), "unknown")
+
+
 def severity_band(severity: pl.Expr) -> pl.Expr:
     """low / medium / high by thirds of the severity scale; ``unknown`` where severity is missing."""
     expr = pl.when(severity.is_null()).then(pl.lit("unknown"))
@@ -153,8 +159,17 @@ def severity_band(severity: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit(SEVERITY_BANDS[-1][1]))
 
 
-def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS) -> tuple[pl.LazyFrame, CoverageLedger]:
+def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case: bool = True,
+              categorical: bool = False) -> tuple[pl.LazyFrame, CoverageLedger]:
     """Attribute spend, listing status and outcomes to every enforcement case.
+
+    The cases are returned as a lazy query, so that what comes next (the cells, a plot) reads
+    only the columns it needs and never holds all cases in memory at once. Before returning,
+    two small tables are computed eagerly: the number of cases per advertiser and flag date (one
+    pass over two columns of the enforcement table), and from it the trailing spend of every
+    advertiser on every day it has cases, the coverage ledger and the spend-tier cut points.
+    The lazy query then attaches these with hash joins on small tables; no step sorts, or
+    joins on, the cases themselves (unless ``sort_by_case``).
 
     Parameters
     ----------
@@ -162,46 +177,77 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS) -> tuple[pl.L
         Loaded canonical tables (:func:`analysis.load.load`).
     window_days : int, default 90
         Length of the trailing-spend window, in days before the flag date.
+    sort_by_case : bool, default True
+        Sort the cases by ``case_id`` (a stable order for anyone reading them). Aggregations do
+        not need it and pass ``False``, which keeps the query streamable.
+    categorical : bool, default False
+        Return ``account_id``, ``policy`` and ``severity_band`` as ``pl.Enum`` whose categories
+        are sorted, so that grouping and sorting on them are integer operations with the same
+        order as on the text (:mod:`analysis.cells` uses this). Every case's account must then
+        be in the accounts table (the contract's rule), else :class:`DataError`.
 
     Returns
     -------
     cases : polars.LazyFrame
         One row per analysed case, columns :data:`CASE_COLUMNS` (see :data:`CASE_DOCS`),
-        sorted by ``case_id``.
+        sorted by ``case_id`` unless ``sort_by_case`` is false.
     ledger : CoverageLedger
         Rows analysed and rows excluded, by reason.
+
+    Examples
+    --------
+    >>> from analysis.config import SAMPLE_DATA_DIR
+    >>> from analysis.load import load
+    >>> cases, ledger = attribute(load(SAMPLE_DATA_DIR))
+    >>> ledger.enforcement_rows == ledger.analysed + sum(ledger.excluded.values())
+    True
     """
     if window_days < 1:
         raise DataError([Problem("parameters", "window_days must be at least 1",
                                  column="window_days", value=str(window_days))])
     spend, currency = spend_in_usd(dataset)
     coverage = spend_coverage(spend, currency)
-    accounts = dataset["accounts"].select("account_id", "advertiser_id")
-    advertisers = dataset["advertisers"].select("advertiser_id", "parent_name")
-
-    enforcement = dataset["enforcement"]
+    enforcement = dataset["enforcement"].with_columns(flag_date=pl.col("flagged_at").dt.date())
     end_of_data = enforcement.select(
         pl.max_horizontal(pl.col("flagged_at").max(), pl.col("decided_at").max())).collect().item()
 
-    cases = (
-        enforcement.join(accounts, on="account_id", how="left", maintain_order="left")
-        .join(advertisers, on="advertiser_id", how="left", maintain_order="left")
-        .with_columns(flag_date=pl.col("flagged_at").dt.date())
-    )
-    cases = trailing_spend(cases, spend, window_days=window_days)
+    inside = _inside_coverage(pl.col("flag_date"), coverage, window_days=window_days)
+    days, ledger, unknown = spend_by_day(
+        advertiser_days(enforcement, dataset["accounts"]), spend, coverage,
+        window_days=window_days, excluded_before=dataset.excluded)
+    if categorical and unknown:
+        raise DataError([Problem("enforcement", f"{unknown:,} rows have an account_id that does "
+                                 "not exist in accounts", column="account_id",
+                                 check="foreign key")])
 
-    window_start = pl.col("flag_date") - pl.duration(days=window_days)
-    inside = (
-        (window_start >= pl.lit(coverage.first_day)) & (pl.col("flag_date") - pl.duration(days=1)
-                                                         <= pl.lit(coverage.last_day))
-        if coverage.first_day is not None else pl.lit(False)
+    accounts = account_attributes(dataset)
+    if categorical:
+        # The join key itself becomes the Enum: the join hashes integers, and a filter on the
+        # account (e.g. a range of accounts, see analysis.cells) reaches the enforcement scan.
+        account = _sorted_enum(dataset["accounts"].select(pl.col("account_id").drop_nulls()
+                                                          .unique()))
+        enforcement = enforcement.with_columns(
+            pl.col("account_id").cast(account, strict=False),
+            pl.col("policy").cast(_sorted_enum(
+                enforcement.select(pl.col("policy").drop_nulls().unique()))))
+        accounts = accounts.with_columns(pl.col("account_id").cast(account))
+    cases = (
+        enforcement.filter(inside)
+        .join(accounts, on="account_id", how="left")
+        .join(days.lazy(), on=["advertiser_id", "flag_date"], how="left", nulls_equal=False)
     )
-    cases = cases.with_columns(
-        exclusion=pl.when(~inside).then(pl.lit(OUTSIDE_COVERAGE)).otherwise(pl.lit(None, pl.String))
-    )
-    cases = _listing(cases, dataset)
+    listed = pl.any_horizontal(
+        [(pl.col("flagged_at") >= pl.col(start)) & (pl.col(end).is_null()
+                                                    | (pl.col("flagged_at") < pl.col(end)))
+         for start, end in _listing_columns(dataset)] or [pl.lit(False)])
     decided = pl.col("decided_at").is_not_null()
+    directive_date = _directive_date(dataset)
     cases = cases.with_columns(
+        trailing_spend=pl.col("trailing_spend").fill_null(0.0),
+        spend_tier=pl.col("spend_tier").fill_null(0).cast(pl.Int8),
+        listed=listed.fill_null(False),
+        ever_listed=pl.col("listed_at").is_not_null(),
+        directive_date=pl.lit(directive_date, pl.Date),
         severity_band=severity_band(pl.col("severity")),
         enforced=pl.col("action") != "no_action",
         decided=decided,
@@ -209,22 +255,150 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS) -> tuple[pl.L
                         - pl.col("flagged_at")).dt.total_seconds(fractional=True) / 3600.0,
         appealed=pl.col("appealed").fill_null(False),
         reversed=pl.col("appeal_outcome").fill_null("") == "reversed",
-        is_advertiser=pl.col("trailing_spend") > 0,
         advertiser_account=pl.col("advertiser_id").is_not_null(),
-    )
+    ).with_columns(is_advertiser=pl.col("trailing_spend") > 0)
+    if categorical:
+        cases = cases.with_columns(
+            severity_band=pl.col("severity_band").cast(pl.Enum(sorted(SEVERITY_BAND_NAMES))))
+    cases = cases.select(CASE_COLUMNS)
+    return (cases.sort("case_id") if sort_by_case else cases), ledger
 
-    counted = cases.group_by("exclusion").agg(pl.len().alias("rows")).collect()
-    excluded = {r: n for r, n in counted.iter_rows() if r is not None}
-    for reason, n in dataset.excluded.items():  # removed by the source adapter, before us
+
+def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.LazyFrame:
+    """Cases per advertiser and flag date (``advertiser_id`` null: accounts buying no ads).
+
+    Trailing spend is the same for every case of one advertiser on one day, so it is computed
+    once per row of this table: a few thousand advertisers times the days of the data, however
+    many cases there are.
+    """
+    known = accounts.select("account_id", "advertiser_id", known_account=pl.lit(True))
+    return (enforcement.select("account_id", "flag_date")
+            .join(known, on="account_id", how="left")
+            .group_by("advertiser_id", "flag_date",
+                      known_account=pl.col("known_account").fill_null(False))
+            .agg(pl.len().alias("cases")))
+
+
+def spend_by_day(days: pl.DataFrame | pl.LazyFrame, spend: pl.LazyFrame, coverage: SpendCoverage,
+                 *, window_days: int = WINDOW_DAYS, excluded_before: dict[str, int] | None = None
+                 ) -> tuple[pl.DataFrame, CoverageLedger, int]:
+    """Trailing spend and spend tier per advertiser and day, and the coverage ledger.
+
+    Parameters
+    ----------
+    days : polars DataFrame or LazyFrame
+        :func:`advertiser_days`: ``advertiser_id``, ``flag_date``, ``known_account`` and
+        ``cases`` (how many enforcement rows).
+    spend : polars.LazyFrame
+        Spend periods with ``spend_amount`` in one currency (:func:`spend_in_usd`).
+    coverage : SpendCoverage
+        The days the spend table covers (:func:`spend_coverage`).
+    window_days : int, default 90
+        The trailing-spend window.
+    excluded_before : dict, optional
+        Rows a source adapter removed before attribution, by reason (for the ledger).
+
+    Returns
+    -------
+    days : polars.DataFrame
+        One row per advertiser and flag date of analysed cases: ``advertiser_id``,
+        ``flag_date``, ``trailing_spend`` and ``spend_tier`` (cases of accounts without an
+        advertiser have spend 0 and tier 0 and need no row).
+    ledger : CoverageLedger
+        Rows analysed and excluded.
+    unknown_accounts : int
+        Enforcement rows whose account is not in the accounts table.
+    """
+    inside = _inside_coverage(pl.col("flag_date"), coverage, window_days=window_days)
+    days = (trailing_spend(days.lazy(), spend, window_days=window_days)
+            .with_columns(inside=inside).collect())
+    ledger = _ledger(days, excluded_before or {})
+    unknown = int(days.filter(~pl.col("known_account"))["cases"].sum())
+    # Tiers are quantiles over analysed advertiser *cases*: each advertiser-day counts as often
+    # as it has cases, which gives exactly the quantiles of the case-level column.
+    days = (days.filter(pl.col("inside") & pl.col("advertiser_id").is_not_null())
+            .group_by("advertiser_id", "flag_date")
+            .agg(pl.col("cases").sum(), pl.col("trailing_spend").first()))
+    days = _spend_tiers(days).select("advertiser_id", "flag_date", "trailing_spend", "spend_tier")
+    return days, ledger, unknown
+
+
+def _sorted_enum(values: pl.LazyFrame) -> pl.Enum:
+    """An Enum of the (one-column) ``values``, categories in polars' sort order of the text."""
+    return pl.Enum(values.collect().to_series().sort())
+
+
+def account_attributes(dataset: Dataset) -> pl.LazyFrame:
+    """One row per account: advertiser, owner, first listing date and every listing period.
+
+    The listing periods are spread over columns (see :func:`listing_by_account`) so that a
+    case's listing status is a comparison within its row after one join on ``account_id``.
+    """
+    accounts = dataset["accounts"].select("account_id", "advertiser_id").join(
+        dataset["advertisers"].select("advertiser_id", "parent_name"), on="advertiser_id",
+        how="left", maintain_order="left")
+    if "watchlist" not in dataset:
+        return accounts.with_columns(listed_at=pl.lit(None, pl.Date))
+    listing, _ = listing_by_account(dataset["watchlist"])
+    return accounts.join(listing, on="account_id", how="left", maintain_order="left")
+
+
+def listing_by_account(watchlist: pl.LazyFrame) -> tuple[pl.LazyFrame, list[tuple[str, str]]]:
+    """Per listed account, its first ``listed_at`` and its listing periods side by side.
+
+    Returns the table (``account_id``, ``listed_at``, ``_listed_from_1``, ``_listed_until_1``,
+    ``_listed_from_2``, …: UTC midnight of ``listed_at`` and ``delisted_at``, as many pairs as
+    the account with the most listings has) and the names of the (from, until) pairs. A case is
+    listed when its flag time lies in any pair's ``[from, until)``.
+    """
+    utc = pl.Datetime("us", "UTC")
+
+    def midnight(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").cast(utc)
+
+    periods = (watchlist.select("account_id", "listed_at", "delisted_at")
+               .sort("account_id", "listed_at", "delisted_at", nulls_last=True)
+               .with_columns(_listed_from=midnight("listed_at"),
+                             _listed_until=midnight("delisted_at")))
+    most = periods.group_by("account_id").len().select(pl.col("len").max()).collect().item() or 0
+    pairs = [(f"_listed_from_{k}", f"_listed_until_{k}") for k in range(1, most + 1)]
+    wide = periods.group_by("account_id").agg(
+        pl.col("listed_at").min(),
+        *[pl.col(c).get(k, null_on_oob=True).alias(name)
+          for k, pair in enumerate(pairs)
+          for c, name in zip(("_listed_from", "_listed_until"), pair, strict=True)])
+    return wide, pairs
+
+
+def _listing_columns(dataset: Dataset) -> list[tuple[str, str]]:
+    """Names of the (from, until) column pairs of :func:`account_attributes`."""
+    if "watchlist" not in dataset:
+        return []
+    return listing_by_account(dataset["watchlist"])[1]
+
+
+def _directive_date(dataset: Dataset) -> date | None:
+    if "watchlist" not in dataset:
+        return None
+    return dataset["watchlist"].select(pl.col("listed_at").min()).collect().item()
+
+
+def _inside_coverage(flag_date: pl.Expr, coverage: SpendCoverage, *, window_days: int) -> pl.Expr:
+    """The whole trailing window of a case lies within the days the spend table covers."""
+    if coverage.first_day is None:
+        return pl.lit(False)
+    return ((flag_date - pl.duration(days=window_days) >= pl.lit(coverage.first_day))
+            & (flag_date - pl.duration(days=1) <= pl.lit(coverage.last_day)))
+
+
+def _ledger(days: pl.DataFrame, excluded_before: dict[str, int]) -> CoverageLedger:
+    analysed = int(days.filter(pl.col("inside"))["cases"].sum())
+    outside = int(days.filter(~pl.col("inside"))["cases"].sum())
+    excluded = {OUTSIDE_COVERAGE: outside} if outside else {}
+    for reason, n in excluded_before.items():  # removed by the source adapter, before us
         excluded[reason] = excluded.get(reason, 0) + n
-    ledger = CoverageLedger(
-        enforcement_rows=int(counted["rows"].sum()) + sum(dataset.excluded.values()),
-        analysed=int(counted.filter(pl.col("exclusion").is_null())["rows"].sum()),
-        excluded=excluded,
-    )
-    analysed = cases.filter(pl.col("exclusion").is_null()).drop("exclusion")
-    analysed = _spend_tiers(analysed)
-    return analysed.select(CASE_COLUMNS).sort("case_id"), ledger
+    return CoverageLedger(enforcement_rows=analysed + outside + sum(excluded_before.values()),
+                          analysed=analysed, excluded=excluded)
 
 
 #: The columns of the attributed "cases" frame and what each means.
@@ -257,47 +431,41 @@ CASE_DOCS = {
 CASE_COLUMNS = list(CASE_DOCS)
 
 
-def _listing(cases: pl.LazyFrame, dataset: Dataset) -> pl.LazyFrame:
-    """listed (at flag time), ever_listed, the account's listed_at and the directive date."""
-    if "watchlist" not in dataset:
-        return cases.with_columns(listed=pl.lit(False), ever_listed=pl.lit(False),
-                                  listed_at=pl.lit(None, pl.Date),
-                                  directive_date=pl.lit(None, pl.Date))
-    watchlist = dataset["watchlist"].select("account_id", "listed_at", "delisted_at")
-    directive_date = watchlist.select(pl.col("listed_at").min()).collect().item()
-    first_listing = watchlist.group_by("account_id").agg(pl.col("listed_at").min())
-    flagged = pl.col("flagged_at")
-    on_list = (flagged >= pl.col("listed_at").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")) & (
-        pl.col("delisted_at").is_null()
-        | (flagged < pl.col("delisted_at").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
-    )
-    listed_cases = (cases.select("case_id", "account_id", "flagged_at")
-                    .join(watchlist, on="account_id", how="inner")
-                    .filter(on_list).select("case_id").unique().with_columns(listed=pl.lit(True)))
-    return (
-        cases.join(listed_cases, on="case_id", how="left", maintain_order="left")
-        .join(first_listing, on="account_id", how="left", maintain_order="left")
-        .with_columns(
-            listed=pl.col("listed").fill_null(False),
-            ever_listed=pl.col("listed_at").is_not_null(),
-            directive_date=pl.lit(directive_date, pl.Date),
-        )
-    )
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float | None:
+    """The ``q`` quantile (linear interpolation) of ``values`` each repeated ``weights`` times.
+
+    Bit for bit what polars' ``quantile(q, interpolation="linear")`` gives on the repeated
+    values, without repeating them: the two order statistics either side of position
+    ``(n - 1) * q`` are found in the cumulative weights.
+    """
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    n = int(weights.sum())
+    if n == 0:
+        return None
+    position = (n - 1) * q
+    lower_rank, upper_rank = math.floor(position), math.ceil(position)
+    ends = np.cumsum(weights)  # the value at sorted rank r is the first whose end exceeds r
+    lower = float(values[np.searchsorted(ends, lower_rank, side="right")])
+    upper = float(values[np.searchsorted(ends, upper_rank, side="right")])
+    if lower == upper:
+        return lower
+    return (position - lower_rank) * (upper - lower) + lower
 
 
-def _spend_tiers(cases: pl.LazyFrame, tiers: int = SPEND_TIERS) -> pl.LazyFrame:
-    """Tier 0: no trailing spend; tiers 1..``tiers``: quantiles of spend among advertiser cases."""
-    probs = [i / tiers for i in range(1, tiers)]
-    cuts = (cases.filter(pl.col("is_advertiser"))
-            .select([pl.col("trailing_spend").quantile(p, interpolation="linear").alias(str(p))
-                     for p in probs]).collect())
+def _spend_tiers(days: pl.DataFrame, tiers: int = SPEND_TIERS) -> pl.DataFrame:
+    """Tier 0: no trailing spend; tiers 1..``tiers``: quantiles of spend among advertiser cases.
+
+    ``days`` holds one row per advertiser and day with its number of ``cases``.
+    """
+    spending = days.filter(pl.col("trailing_spend") > 0).sort("trailing_spend")
+    values = spending["trailing_spend"].to_numpy()
+    weights = spending["cases"].to_numpy()
     spend = pl.col("trailing_spend")
     tier = pl.lit(1, pl.Int8)
-    for p in probs:
-        cut = cuts[str(p)].item()
+    for i in range(1, tiers):
+        cut = weighted_quantile(values, weights, i / tiers)
         if cut is not None:
             tier = tier + (spend > cut).cast(pl.Int8)
-    return cases.with_columns(
-        spend_tier=pl.when(pl.col("is_advertiser")).then(tier).otherwise(pl.lit(0, pl.Int8))
-        .cast(pl.Int8))
-
+    return days.with_columns(
+        spend_tier=pl.when(spend > 0).then(tier).otherwise(pl.lit(0, pl.Int8)).cast(pl.Int8))

@@ -123,13 +123,23 @@ def validate(data: DataOption, source: SourceOption = "canonical",
 def analyze(data: DataOption, out_dir: OutOption, window_days: WindowOption = WINDOW_DAYS,
             alpha: AlphaOption = ALPHA, source: SourceOption = "canonical",
             mapping: MappingOption = None) -> None:
-    """Run the battery; write results.json and manifest.json (no notebooks, no report)."""
+    """Run the battery; write results.json and manifest.json (no notebooks, no report).
+
+    --source meta-ad-library or dsa-tdb runs that source's case study (--window-days ignored).
+    """
     from analysis.pipeline import analyze as run_analysis
+    from analysis.studies import STUDIES, run_case_study
 
     stages = Stages(err)
-    stages("reading and validating the data")
-    analysis = run_analysis(_read(data, source, mapping), window_days=window_days, alpha=alpha,
-                            progress=stages)
+    if source in STUDIES:
+        if mapping is not None:
+            raise UsageError(f"--mapping cannot be combined with --source {source}")
+        stages(f"reading the data and running the {STUDIES[source].name} study")
+        analysis = run_case_study(source, data, alpha=alpha)
+    else:
+        stages("reading and validating the data")
+        analysis = run_analysis(_read(data, source, mapping), window_days=window_days,
+                                alpha=alpha, progress=stages)
     written = _write_results(analysis, out_dir)
     _summary(analysis, written)
 
@@ -139,17 +149,31 @@ def analyze(data: DataOption, out_dir: OutOption, window_days: WindowOption = WI
 def run(data: DataOption, out_dir: OutOption, window_days: WindowOption = WINDOW_DAYS,
         alpha: AlphaOption = ALPHA, source: SourceOption = "canonical",
         mapping: MappingOption = None) -> None:
-    """Everything: results, figures, notebooks, HTML and PDF reports, manifest."""
+    """Everything: results, figures, notebooks, HTML and PDF reports, manifest.
+
+    --source meta-ad-library or dsa-tdb: that source's case study (--window-days ignored).
+    """
     from analysis.pipeline import analyze as run_analysis
     from analysis.report import build_report
+    from analysis.studies import STUDIES, run_case_study
+    from analysis.studies.case import build_case_report
 
     stages = Stages(err)
-    stages("reading and validating the data")
-    analysis = run_analysis(_read(data, source, mapping), window_days=window_days, alpha=alpha,
-                            progress=stages)
-    written = _write_results(analysis, out_dir, manifest=False)
-    written += build_report(analysis, out_dir, notebooks=NOTEBOOKS, notebooks_dir=NOTEBOOKS_DIR,
-                            progress=stages)
+    if source in STUDIES:
+        if mapping is not None:
+            raise UsageError(f"--mapping cannot be combined with --source {source}")
+        stages(f"reading the data and running the {STUDIES[source].name} study")
+        analysis = run_case_study(source, data, alpha=alpha)
+        written = _write_results(analysis, out_dir, manifest=False)
+        written += build_case_report(analysis, out_dir, notebooks_dir=NOTEBOOKS_DIR,
+                                     progress=stages)
+    else:
+        stages("reading and validating the data")
+        analysis = run_analysis(_read(data, source, mapping), window_days=window_days,
+                                alpha=alpha, progress=stages)
+        written = _write_results(analysis, out_dir, manifest=False)
+        written += build_report(analysis, out_dir, notebooks=NOTEBOOKS,
+                                notebooks_dir=NOTEBOOKS_DIR, progress=stages)
     written.append(_write_manifest(analysis, out_dir, written))
     _summary(analysis, written)
 
@@ -166,6 +190,68 @@ def verify(report_dir: Annotated[Path, typer.Argument(help="A run folder with ma
         out.print(line, highlight=False)
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def cells(
+    data: DataOption,
+    out_dir: Annotated[Path, typer.Option(
+        "--out", help="Folder for the cell tables: account_cells.parquet, spend_cells.parquet, "
+                      "appeal_cells.parquet, event_cells.parquet and coverage.json.")],
+    engine: Annotated[str, typer.Option(help="polars (one machine, streaming) or spark.")]
+    = "polars",
+    window_days: WindowOption = WINDOW_DAYS,
+    check: Annotated[bool, typer.Option(
+        "--check/--no-check", help="Check the data contract first (reads every row once more).")]
+    = True,
+    master: Annotated[str | None, typer.Option(
+        help="Spark master with --engine spark (default local[*]; or spark://HOST:7077, yarn; "
+             "SPARK_REMOTE=sc://HOST uses Spark Connect).")] = None,
+) -> None:
+    """Attribute every case and write only the cells (the tests' sufficient statistics)."""
+    import json
+
+    from analysis.cells import write_cells
+
+    stages = Stages(err)
+    if engine == "polars":
+        from analysis.attribute import attribute
+        from analysis.cells import build_cells
+        from analysis.load import load
+
+        stages("reading" + (" and validating" if check else "") + " the data")
+        dataset = load(data, check_contract=check)
+        stages("attributing spend and listing status to every case")
+        cases, ledger = attribute(dataset, window_days=window_days, sort_by_case=False,
+                                  categorical=True)
+        stages(f"aggregating {ledger.analysed:,} cases to cells (streaming)")
+        tables = build_cells(cases)
+    elif engine == "spark":
+        try:
+            from analysis.engines.spark import spark_cells
+        except ImportError as missing:
+            raise UsageError(f"--engine spark needs pyspark ({missing}); install it with "
+                             "`make install-spark` or `pip install levelfield[spark]`") from None
+        if check:
+            from analysis.load import load
+
+            stages("validating the data")
+            load(data)
+        stages("attributing and aggregating in Spark")
+        tables, ledger = spark_cells(data, window_days=window_days, master=master)
+    else:
+        raise UsageError(f"unknown engine {engine!r}; choose polars or spark")
+    written = write_cells(tables, out_dir)
+    coverage = out_dir / "coverage.json"
+    coverage.write_text(json.dumps({"window_days": window_days, "engine": engine,
+                                    "coverage": ledger.to_dict()}, indent=2) + "\n",
+                        encoding="utf-8")
+    for path in [*written, coverage]:
+        out.print(f"  wrote {path}", highlight=False)
+    rows = ", ".join(f"{name} {frame.height:,}" for name, frame in tables.tables().items())
+    out.print(f"{ledger.analysed:,} of {ledger.enforcement_rows:,} enforcement rows aggregated "
+              f"to cells: {rows}", highlight=False)
 
 
 def _write_results(analysis: Any, out_dir: Path, *, manifest: bool = True) -> list[Path]:

@@ -2,39 +2,57 @@
 
 The command line and the notebooks both call these functions, so a number in a notebook is the
 number in results.json.
+
+The attributed cases are never collected whole: :func:`analyze` runs the attribution once, in a
+streaming pass that feeds the four cell tables (:mod:`analysis.cells`) and the five columns the
+Cox model needs (it reads rows: Efron's ties depend on the individual times). The battery then
+runs on those small tables. ``Analysis.cases`` stays a lazy query, for figures that read a few
+columns of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from analysis.attribute import CoverageLedger, attribute
-from analysis.battery import run_battery
-from analysis.config import ALPHA, WINDOW_DAYS
+from analysis.cells import CELL_TABLES, cell_plans
+from analysis.config import ALPHA, POWER, WINDOW_DAYS
 from analysis.load import Dataset, load
-from analysis.results import build_results
-from analysis.stats.result import TestResult
+
+if TYPE_CHECKING:
+    from analysis.battery import Cells
+    from analysis.stats.result import TestResult
 
 Progress = Callable[[str], None]
+
+#: The columns of the cases that the Cox model (``decision_speed``) reads.
+COX_COLUMNS = ["decision_hours", "decided", "listed", "policy", "account_id"]
 
 
 @dataclass
 class Analysis:
-    """Everything one run of the battery produced."""
+    """Everything one run of the battery produced.
+
+    ``cases`` is the lazy query of the attributed cases (:func:`analysis.attribute.attribute`,
+    sorted by ``case_id``): collect the columns you need, e.g.
+    ``analysis.cases.select("spend_tier", "enforced").collect()``.
+    """
 
     dataset: Dataset
-    cases: pl.DataFrame
+    cases: pl.LazyFrame
     ledger: CoverageLedger
     tests: list[TestResult]
     parameters: dict[str, Any]
 
     @property
     def results(self) -> dict[str, Any]:
+        from analysis.results import build_results
+
         return build_results(self.dataset, self.ledger, self.tests, parameters=self.parameters)
 
 
@@ -60,9 +78,65 @@ def analyze(data: str | Path | Dataset, *, window_days: int = WINDOW_DAYS, alpha
         say("loading and validating the data")
         dataset = load(data)
     say("attributing spend and listing status to every case")
-    lazy_cases, ledger = attribute(dataset, window_days=window_days)
-    cases = lazy_cases.collect()
-    say(f"running the battery on {cases.height:,} cases")
-    tests = run_battery(cases, has_watchlist="watchlist" in dataset, alpha=alpha)
+    lazy_cases, ledger = attribute(dataset, window_days=window_days, sort_by_case=False,
+                                   categorical=True)
+    say(f"aggregating {ledger.analysed:,} cases to cells")
+    cells = collect_cells(lazy_cases)
+    say(f"running the battery on the cells of {ledger.analysed:,} cases")
+    tests = run_battery_on_cells(cells, has_watchlist="watchlist" in dataset, alpha=alpha)
     parameters = {"window_days": window_days, "alpha": alpha}
-    return Analysis(dataset, cases, ledger, tests, parameters)
+    return Analysis(dataset, readable_cases(lazy_cases), ledger, tests, parameters)
+
+
+def collect_cells(cases: pl.LazyFrame, *, engine: str = "streaming") -> Cells:
+    """The battery's inputs from the lazy cases, in one pass: the four cell tables and Cox rows.
+
+    Only :data:`COX_COLUMNS` of the cases are collected (the Cox model samples whole accounts
+    itself when there are more than its ``max_rows``).
+    """
+    from analysis.battery import Cells
+
+    plans = [*cell_plans(cases).values(), cases.select(COX_COLUMNS)]
+    *tables, cox_rows = pl.collect_all(plans, engine=engine)
+    return Cells(cox_rows, **dict(zip(CELL_TABLES, tables, strict=True)))
+
+
+def readable_cases(cases: pl.LazyFrame) -> pl.LazyFrame:
+    """The cases as :func:`analysis.attribute.attribute` returns them by default: text columns as
+    String, sorted by ``case_id``."""
+    text = [name for name, dtype in cases.collect_schema().items() if isinstance(dtype, pl.Enum)]
+    return cases.with_columns(pl.col(text).cast(pl.String)).sort("case_id")
+
+
+def run_battery_on_cells(cells: Cells, *, has_watchlist: bool = True, alpha: float = ALPHA,
+                         power: float = POWER) -> list[TestResult]:
+    """Run the battery on prebuilt cells; the same as :func:`analysis.battery.run_battery`.
+
+    ``run_battery`` aggregates a collected cases frame itself; this takes the cells (and the
+    Cox rows) of :func:`collect_cells`, so no step needs all cases in memory. The two give the
+    same results, number for number (``tests/test_cells.py`` checks it).
+    """
+    # The statistics (statsmodels, scipy) are imported here, not at the top, so that commands
+    # that only build cells start quickly.
+    from analysis.battery import DESIGNS, RUNNERS, Skip, _result, _skipped
+    from analysis.findings import conclusion
+    from analysis.stats.multiplicity import adjust_p
+
+    results = []
+    for test_id, run in RUNNERS.items():
+        design = DESIGNS[test_id]
+        if design.needs_watchlist and not has_watchlist:
+            results.append(_skipped(design, "no watchlist supplied"))
+            continue
+        try:
+            estimate = run(cells)
+        except Skip as why:
+            results.append(_skipped(design, str(why)))
+            continue
+        cells.estimates[test_id] = estimate
+        results.append(_result(design, estimate, alpha=alpha, power=power))
+    family = [r.p_value if r.id != "equal_treatment" else None for r in results]
+    adjusted = adjust_p(family, method="fdr_bh")
+    results = [replace(r, p_adjusted=p if r.id != "equal_treatment" else r.p_value)
+               for r, p in zip(results, adjusted, strict=True)]
+    return [replace(r, conclusion=conclusion(r, alpha=alpha)) for r in results]

@@ -26,6 +26,7 @@ __all__ = ["ReportError", "render_pdf", "report_content"]
 TEMPLATE = "report.typ"
 SYNTHETIC_NOTICE = "SYNTHETIC DATA \u2014 not a real platform"
 TITLE = "Does money buy leniency?"
+SUBTITLE = "Enforcement of content rules and advertising money: what the data show"
 
 # Figures the report shows when the run folder has them, in reading order.
 FIGURES: tuple[tuple[str, str, str], ...] = (
@@ -112,7 +113,15 @@ class ReportError(RuntimeError):
     """The PDF could not be made: a run file is missing or typst failed. The message says which."""
 
 
-def render_pdf(out_dir: str | Path, *, manifest: Mapping[str, Any] | None = None) -> Path:
+def render_pdf(
+    out_dir: str | Path,
+    *,
+    manifest: Mapping[str, Any] | None = None,
+    title: str = TITLE,
+    subtitle: str = SUBTITLE,
+    figures: tuple[tuple[str, str, str], ...] = FIGURES,
+    caveats: list[dict[str, str]] | None = None,
+) -> Path:
     """Typeset the PDF report of a run folder.
 
     Parameters
@@ -126,6 +135,15 @@ def render_pdf(out_dir: str | Path, *, manifest: Mapping[str, Any] | None = None
         The manifest to take the date and software versions from, instead of
         ``out_dir/manifest.json`` (for when the manifest is written after the report, to record
         the report's own checksum).
+    title, subtitle : str
+        The report's title (also in every page header) and the line under it on the title page;
+        by default those of the battery's report. A case study of one source gives its own.
+    figures : tuple of (name, title, caption)
+        The figures to show, in reading order, when ``figures/<name>.svg`` (or ``.png``) exists;
+        by default the battery's (:data:`FIGURES`).
+    caveats : list of dict, optional
+        What the findings can and cannot show (``title``, ``text``), replacing the battery's
+        caveats; a case study states those of its own source.
 
     Returns
     -------
@@ -169,7 +187,8 @@ def render_pdf(out_dir: str | Path, *, manifest: Mapping[str, Any] | None = None
     with resources.as_file(resources.files("analysis.report") / "templates" / TEMPLATE) as source:
         shutil.copyfile(source, template)
 
-    content = report_content(results, manifest, figures=_existing_figures(run))
+    content = report_content(results, manifest, figures=_existing_figures(run, figures),
+                             title=title, subtitle=subtitle, catalogue=figures, caveats=caveats)
     pdf = run / "report.pdf"
     try:
         _, problems = typst.compile_with_warnings(
@@ -187,10 +206,10 @@ def render_pdf(out_dir: str | Path, *, manifest: Mapping[str, Any] | None = None
     return pdf
 
 
-def _existing_figures(run: Path) -> list[str]:
+def _existing_figures(run: Path, catalogue: tuple[tuple[str, str, str], ...] = FIGURES) -> list[str]:
     """Paths (relative to the run folder) of the report's figures that exist; SVG preferred."""
     found = []
-    for name, _, _ in FIGURES:
+    for name, _, _ in catalogue:
         for suffix in (".svg", ".png"):
             if (run / "figures" / f"{name}{suffix}").is_file():
                 found.append(f"figures/{name}{suffix}")
@@ -208,6 +227,10 @@ def report_content(
     manifest: Mapping[str, Any] | None = None,
     *,
     figures: list[str] | None = None,
+    title: str = TITLE,
+    subtitle: str = SUBTITLE,
+    catalogue: tuple[tuple[str, str, str], ...] = FIGURES,
+    caveats: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Everything the PDF shows, worded and formatted, as a JSON-ready dict.
 
@@ -219,6 +242,13 @@ def report_content(
         The content of manifest.json (for the date, the data files and software versions).
     figures : list of str, optional
         Figure paths relative to the run folder, e.g. ``["figures/forest.svg"]``.
+    title, subtitle : str
+        Title and subtitle of the report (see :func:`render_pdf`).
+    catalogue : tuple of (name, title, caption)
+        Titles and captions of the figures that may appear, in reading order.
+    caveats : list of dict, optional
+        ``title`` and ``text`` of each caveat, instead of the battery's; the synthetic-data
+        caveat is still put first on synthetic data.
 
     Returns
     -------
@@ -242,8 +272,8 @@ def report_content(
     alpha = parameters.get("alpha", 0.05)
 
     return {
-        "title": TITLE,
-        "subtitle": "Enforcement of content rules and advertising money: what the data show",
+        "title": title,
+        "subtitle": subtitle,
         "synthetic": synthetic,
         "synthetic_notice": SYNTHETIC_NOTICE,
         "synthetic_text": (
@@ -285,8 +315,8 @@ def report_content(
             f"{_plain_value(alpha)}. n: cases behind the estimate."
         ),
         "table": [_table_row(t) for t in tests],
-        "caveats": _caveats(synthetic),
-        "figures": _figures(figures or [], tests),
+        "caveats": _caveats(synthetic, caveats),
+        "figures": _figures(figures or [], tests, catalogue),
         "coverage": _coverage(results.get("coverage") or {}),
         "methods_intro": (
             "Each test answers one question. The estimand is the quantity the test estimates; the "
@@ -334,7 +364,8 @@ def _files(results: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[dict
         sha = str(f.get("sha256") or "")
         rows.append(
             {
-                "name": str(f.get("name") or _MISSING),
+                # a break opportunity after each "_" and "-": long report names fit the column
+                "name": re.sub(r"([_-])", "\\1\u200b", str(f.get("name") or _MISSING)),
                 "sha256": sha[:16] if sha else _MISSING,
                 "rows": _count(f.get("rows")),
             }
@@ -436,7 +467,9 @@ def _estimate_words(test: Mapping[str, Any]) -> str:
 
 def _detail(test: Mapping[str, Any]) -> str:
     parts = [_estimate_words(test)]
-    p_values = f"p = {_p(test.get('p_value'))}, adjusted p = {_p(test.get('p_adjusted'))}"
+    p_values = f"p = {_p(test.get('p_value'))}"
+    if _finite(test.get("p_adjusted")):  # a sensitivity analysis has none: not a hypothesis
+        p_values += f", adjusted p = {_p(test.get('p_adjusted'))}"
     p_values = p_values.replace("= <", "<").replace("= >", ">")  # "p < 0.001", not "p = < 0.001"
     # no line break inside "p = 0.38" or "n = 60,000"
     parts.append(re.sub(r"(p|n) ([=<>]) ", "\\1\u00a0\\2\u00a0", p_values))
@@ -515,10 +548,11 @@ def _coverage(coverage: Mapping[str, Any]) -> dict[str, Any]:
     return {"text": text, "rows": rows}
 
 
-def _figures(paths: list[str], tests: list[dict[str, Any]]) -> list[dict[str, str]]:
+def _figures(paths: list[str], tests: list[dict[str, Any]],
+             catalogue: tuple[tuple[str, str, str], ...] = FIGURES) -> list[dict[str, str]]:
     by_name = {Path(p).stem: p for p in paths}
     figures = []
-    for name, title, caption in FIGURES:
+    for name, title, caption in catalogue:
         if name not in by_name:
             continue
         if name == "forest":
@@ -530,8 +564,8 @@ def _figures(paths: list[str], tests: list[dict[str, Any]]) -> list[dict[str, st
     return figures
 
 
-def _caveats(synthetic: bool) -> list[dict[str, str]]:
-    caveats = [
+def _caveats(synthetic: bool, own: list[dict[str, str]] | None = None) -> list[dict[str, str]]:
+    caveats = [dict(c) for c in own] if own is not None else [
         {
             "title": "Consistent with, not caused by",
             "text": (
