@@ -64,7 +64,6 @@ PALETTE: list[str] = sns.color_palette("colorblind").as_hex()
 _BLUE, _ORANGE, _GREEN, _VERMILLION, _PURPLE = PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3], PALETTE[4]
 _GREY = PALETTE[7]
 
-_Z95 = 1.959963984540054  # standard normal quantile for a two-sided 95% interval
 _RATIO_SCALES = {"OR": "odds ratio", "HR": "hazard ratio", "RR": "risk ratio"}
 _LENIENT = "\u2190 more lenient"
 _STRICTER = "stricter \u2192"
@@ -162,30 +161,43 @@ def _as_frame(frame: Any, columns: Sequence[str], *, optional: Sequence[str] = (
     return selected.collect() if isinstance(selected, pl.LazyFrame) else selected
 
 
-def _wilson(successes: np.ndarray, trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score 95% interval for a proportion (Newcombe 1998, method 3).
+def wilson(successes: Sequence[float] | np.ndarray, trials: Sequence[float] | np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score 95% interval for a proportion (Newcombe 1998, method 3), via statsmodels.
 
     Unlike the textbook "estimate ± 1.96 standard errors", it stays inside [0, 1] and keeps its
-    coverage for small groups and rates near 0 or 100%.
+    coverage for small groups and rates near 0 or 100%. A group with no trials gets NaN bounds.
+
+    Examples
+    --------
+    Newcombe (1998), Statistics in Medicine 17:857, Table I, 81 of 263:
+
+    >>> low, high = wilson([81], [263])
+    >>> round(float(low[0]), 4), round(float(high[0]), 4)
+    (0.2553, 0.3662)
     """
+    from statsmodels.stats.proportion import proportion_confint
+
     k = np.asarray(successes, dtype=float)
     n = np.asarray(trials, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        z2 = _Z95**2
-        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-        half = _Z95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n**2)) / (1 + z2 / n)
-        low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    low = np.full(k.shape, np.nan)
+    high = np.full(k.shape, np.nan)
+    some = n > 0
+    if some.any():
+        lo, hi = proportion_confint(k[some], n[some], alpha=0.05, method="wilson")
+        low[some], high[some] = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
     # exact bounds at the edges, where rounding could leave 1e-17 instead of 0
-    low = np.where(k == 0, 0.0, low)
-    high = np.where((k == n) & (n > 0), 1.0, high)
+    low = np.where(some & (k == 0), 0.0, low)
+    high = np.where(some & (k == n), 1.0, high)
     return low, high
+
+
+
 
 
 def _with_rates(counts: pl.DataFrame) -> pl.DataFrame:
     """Add rate and Wilson 95% interval to a frame with ``cases`` and ``enforced`` counts."""
-    low, high = _wilson(counts["enforced"].to_numpy(), counts["cases"].to_numpy())
+    low, high = wilson(counts["enforced"].to_numpy(), counts["cases"].to_numpy())
     return counts.with_columns(
         rate=pl.col("enforced") / pl.col("cases"),
         ci_low=pl.Series(low, dtype=pl.Float64),

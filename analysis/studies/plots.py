@@ -31,6 +31,8 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
+
+from analysis.plots import wilson
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator, PercentFormatter
@@ -50,7 +52,6 @@ __all__ = [
 ]
 
 _WIDTH = 7.5  # inches, as analysis.plots: fits an A4 page and a phone screen
-_Z95 = 1.959963984540054
 _GREY = PALETTE[7]
 _KIND_COLOURS = {"input": PALETTE[0], "combined": PALETTE[4], "excluded": PALETTE[3],
                  "unaccounted": PALETTE[5], "analysed": PALETTE[2]}
@@ -111,45 +112,6 @@ def _share(value: float | None) -> str:
     return f"{value:.1%}"
 
 
-def wilson(successes: Sequence[float] | np.ndarray, trials: Sequence[float] | np.ndarray
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score 95% confidence interval of a proportion.
-
-    The textbook interval "share ± 1.96 standard errors" breaks down for small groups and for
-    shares near 0% or 100% (it can even leave the range 0-100%). Wilson's interval, the set of
-    shares a score test would not reject, stays inside the range and keeps close to its nominal
-    coverage there (Newcombe 1998, method 3).
-
-    Parameters
-    ----------
-    successes, trials : array-like
-        Counts; a group with no trials gets NaN bounds.
-
-    Returns
-    -------
-    low, high : numpy arrays
-
-    Examples
-    --------
-    Newcombe (1998), Statistics in Medicine 17:857, Table I, 81 of 263:
-
-    >>> low, high = wilson([81], [263])
-    >>> round(float(low[0]), 4), round(float(high[0]), 4)
-    (0.2553, 0.3662)
-    """
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(trials, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        z2 = _Z95**2
-        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-        half = _Z95 * np.sqrt(p * (1 - p) / n + z2 / (4 * n**2)) / (1 + z2 / n)
-        low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
-    # exact at the edges, where rounding would leave 1e-17 instead of 0
-    low = np.where((k == 0) & (n > 0), 0.0, low)
-    high = np.where((k == n) & (n > 0), 1.0, high)
-    return low, high
 
 
 # --------------------------------------------------------------------------------------------
