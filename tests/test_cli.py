@@ -109,3 +109,13 @@ def test_verify_confirms_a_run_and_names_a_changed_number(small_world: Path, tmp
     result = invoke("verify", run)
     assert result.exit_code == 1
     assert "tests[listed_adjusted].estimate" in result.output
+
+
+@pytest.mark.parametrize("report", ["sample", "meta_ad_library", "dsa_transparency"])
+def test_committed_example_reports_are_reproduced(report: str, monkeypatch) -> None:
+    # The reports under reports/ are what `make report` writes; verify reruns each from its
+    # manifest (from the repository root, as the manifest's data path is relative to it).
+    monkeypatch.chdir(REPO)
+    result = invoke("verify", REPO / "reports" / report)
+    assert result.exit_code == 0, result.output
+    assert "Reproduced" in result.output

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.report.html import render_html
-from analysis.report.notebooks import NotebookError, execute_notebooks
+from analysis.report.notebooks import NotebookError, execute_notebooks, relative_to_notebooks
 from analysis.report.pdf import TITLE, ReportError, render_pdf, report_content
 
 __all__ = [
@@ -112,7 +112,8 @@ def build_report(
         notebooks,
         notebooks_dir=notebooks_dir,
         out_dir=run,
-        parameters={"data_dir": str(Path(analysis.dataset.path).resolve()), "out_dir": str(run)},
+        parameters={"data_dir": relative_to_notebooks(analysis.dataset.path, notebooks_dir),
+                    "out_dir": relative_to_notebooks(run, notebooks_dir)},
         progress=lambda name, done, total: say(f"notebook {done} of {total} done: {name}"),
     )
     written += executed

@@ -144,13 +144,22 @@ def execute_notebooks(
     return executed
 
 
+def relative_to_notebooks(path: str | Path, notebooks_dir: str | Path) -> str:
+    """``path`` as the notebooks (run from ``notebooks_dir``) see it: relative, so the executed
+    notebooks are the same in every clone."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(notebooks_dir).resolve())
+
+
 def _make_reproducible(path: Path) -> None:
     """Remove what changes from one run to the next, so that a rerun rewrites the same notebook:
-    the clock times papermill records, and the random id of the cell it injects."""
+    the clock times papermill records, the absolute paths of this checkout, and the random id of
+    the cell it injects."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=4)
-    for key in ("start_time", "end_time", "duration", "exception"):
+    for key in ("start_time", "end_time", "duration", "exception", "input_path", "output_path"):
         notebook.metadata.get("papermill", {}).pop(key, None)
     for cell in notebook.cells:
         if "injected-parameters" in cell.metadata.get("tags", []):

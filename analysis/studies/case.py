@@ -534,7 +534,7 @@ def build_case_report(run: StudyRun, out_dir: str | Path, *, notebooks_dir: str 
     >>> build_case_report(run, "reports/meta_ad_library",
     ...                   notebooks_dir=NOTEBOOKS_DIR)  # doctest: +SKIP
     """
-    from analysis.report import execute_notebooks, render_html, render_pdf
+    from analysis.report import execute_notebooks, relative_to_notebooks, render_html, render_pdf
     from analysis.results import build_manifest
 
     say = progress or (lambda _: None)
@@ -547,7 +547,8 @@ def build_case_report(run: StudyRun, out_dir: str | Path, *, notebooks_dir: str 
     say(f"running the notebook {study.notebook}")
     executed = execute_notebooks(
         [study.notebook], notebooks_dir=notebooks_dir, out_dir=folder,
-        parameters={"data_dir": str(Path(run.dataset.path).resolve()), "out_dir": str(folder)})
+        parameters={"data_dir": relative_to_notebooks(run.dataset.path, notebooks_dir),
+                    "out_dir": relative_to_notebooks(folder, notebooks_dir)})
     written += executed
 
     say("rendering the HTML report")
