@@ -7,8 +7,12 @@ nothing is dropped silently.
 
 Trailing spend (DESIGN.md): the spend of the account's advertiser in the ``window_days`` days
 before the flag date — days ``flag_date - window_days`` to ``flag_date - 1`` — with each spend
-period's amount spread evenly over its days. It is computed from each advertiser's cumulative
-spend curve with two as-of joins (no cross join of cases and periods), so it scales to 100M cases.
+period's amount spread evenly over its days. Trailing spend is the same for every case of one
+advertiser on one day, so it is computed once per advertiser and flag date (a small table: a few
+thousand advertisers times the days of the data, whatever the number of cases), from each
+advertiser's cumulative spend curve with two as-of joins; the spend tiers and the coverage ledger
+come from the same small table. The cases then get their spend, tier and listing status through
+hash joins on small tables, in a lazy query that streams: no cross join, no sort of the cases.
 The spend table covers the days from its first ``period_start`` to its last ``period_end``; a case
 whose window leaves that span has unknown spend and is excluded (reason
 ``spend window outside spend coverage``), never treated as zero.
@@ -310,8 +314,10 @@ def spend_by_day(days: pl.DataFrame | pl.LazyFrame, spend: pl.LazyFrame, coverag
         Enforcement rows whose account is not in the accounts table.
     """
     inside = _inside_coverage(pl.col("flag_date"), coverage, window_days=window_days)
-    days = (trailing_spend(days.lazy(), spend, window_days=window_days)
-            .with_columns(inside=inside).collect())
+    days = days.lazy().collect()
+    days = days.with_columns(trailing_spend=_trailing_spend_by_day(days, spend,
+                                                                   window_days=window_days),
+                             inside=inside)
     ledger = _ledger(days, excluded_before or {})
     unknown = int(days.filter(~pl.col("known_account"))["cases"].sum())
     # Tiers are quantiles over analysed advertiser *cases*: each advertiser-day counts as often
@@ -321,6 +327,44 @@ def spend_by_day(days: pl.DataFrame | pl.LazyFrame, spend: pl.LazyFrame, coverag
             .agg(pl.col("cases").sum(), pl.col("trailing_spend").first()))
     days = _spend_tiers(days).select("advertiser_id", "flag_date", "trailing_spend", "spend_tier")
     return days, ledger, unknown
+
+
+def _trailing_spend_by_day(days: pl.DataFrame, spend: pl.LazyFrame, *,
+                           window_days: int) -> pl.Series:
+    """:func:`trailing_spend` of each (``advertiser_id``, ``flag_date``) row, bit for bit, with
+    the as-of lookups done by binary search in numpy (much faster on a table this small)."""
+    curve = cumulative_spend_curve(spend).collect()  # sorted by advertiser, period start
+    codes = curve.select(pl.col("advertiser_id").unique(maintain_order=True)).with_columns(
+        _code=pl.int_range(pl.len(), dtype=pl.Int64))
+    day = days.select("advertiser_id", _day=pl.col("flag_date").cast(pl.Int32).cast(pl.Int64)
+                      ).join(codes, on="advertiser_id", how="left", maintain_order="left")
+    curve = curve.join(codes, on="advertiser_id", how="left", maintain_order="left")
+    shift = np.int64(1 << 32)
+    offset = np.int64(1 << 31)  # day numbers may be negative
+    curve_code = curve["_code"].to_numpy()
+    start = curve["period_start"].cast(pl.Int32).cast(pl.Int64).to_numpy()
+    length = curve["days"].to_numpy()
+    rate = curve["daily_rate"].to_numpy()
+    before = curve["spend_before"].to_numpy()
+    keys = curve_code * shift + start + offset
+    code = day["_code"].fill_null(-1).to_numpy()
+    flag = day["_day"].to_numpy()
+
+    def through(q: np.ndarray) -> np.ndarray:
+        """Spend strictly before day ``q``: the last period starting on or before ``q - 1``."""
+        wanted = code * shift + (q - 1) + offset
+        order = np.argsort(wanted)  # sorted queries make the binary searches cache-friendly
+        i = np.empty(len(wanted), dtype=np.int64)
+        i[order] = np.searchsorted(keys, wanted[order], side="right") - 1
+        i_safe = np.clip(i, 0, None)
+        found = (i >= 0) & (code >= 0) & (curve_code[i_safe] == code)
+        elapsed = np.minimum(q - start[i_safe], length[i_safe]).astype(np.float64)
+        return np.where(found, before[i_safe] + rate[i_safe] * elapsed, 0.0)
+
+    if len(keys) == 0:
+        return pl.Series("trailing_spend", np.zeros(days.height))
+    spent = through(flag) - through(flag - window_days)
+    return pl.Series("trailing_spend", np.where(spent < 0.0, 0.0, spent))
 
 
 def _sorted_enum(values: pl.LazyFrame) -> pl.Enum:

@@ -32,8 +32,8 @@ SPEND_KEY = ["account_id", "flag_date", "policy", "severity_band", "listed", "en
 APPEAL_KEY = ["account_id", "policy", "listed", "reversed"]
 #: Key of the event-time cells: months relative to the directive date.
 EVENT_KEY = ["account_id", "ever_listed", "event_month", "policy", "severity_band", "enforced"]
-#: Cases per part when :func:`sink_cells` splits the accounts (bounds peak memory near 3 GB).
-CASES_PER_PART = 25_000_000
+#: Cases per part of the accounts in ``levelfield cells`` (:func:`sink_cells`): bounds memory.
+CASES_PER_PART = 10_000_000
 #: The cell tables, in the order :func:`cell_plans` returns them.
 CELL_TABLES = ("account", "spend", "appeal", "event")
 #: Columns of the cases that the cell tables read (projection pushdown reads only these).
@@ -255,7 +255,7 @@ def write_cells(cells: CellTables, folder: str | Path) -> list[Path]:
     return written
 
 
-def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int | None = None,
+def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                engine: str = "streaming") -> list[Path]:
     """Build the cell tables and write them to ``folder/<table>_cells.parquet``, in parts.
 
@@ -274,8 +274,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int | None = N
         ``account_id`` the tables are built in one part.
     folder : str or Path
         Where to write (created if missing).
-    parts : int, optional
-        How many ranges of accounts; by default one per 25 million cases.
+    parts : int, default 1
+        How many ranges of accounts (``levelfield cells`` takes one per
+        :data:`CASES_PER_PART` cases).
     engine : str, default "streaming"
         The polars engine.
 
@@ -291,9 +292,6 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int | None = N
     account = cases.collect_schema()["account_id"]
     if not isinstance(account, pl.Enum):
         return write_cells(build_cells(cases, engine=engine), out)
-    if parts is None:
-        n = cases.select(pl.len()).collect(engine=engine).item()
-        parts = max(1, -(-n // CASES_PER_PART))
     accounts = len(account.categories)
     bounds = [accounts * i // parts for i in range(parts + 1)]
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]

@@ -208,6 +208,9 @@ def cells(
     master: Annotated[str | None, typer.Option(
         help="Spark master with --engine spark (default local[*]; or spark://HOST:7077, yarn; "
              "SPARK_REMOTE=sc://HOST uses Spark Connect).")] = None,
+    parts: Annotated[int | None, typer.Option(
+        help="polars: aggregate the accounts in this many ranges, one after the other, to bound "
+             "memory (default: one per 10 million cases).", min=1)] = None,
 ) -> None:
     """Attribute every case and write only the cells (the tests' sufficient statistics)."""
     import json
@@ -217,7 +220,7 @@ def cells(
     stages = Stages(err)
     if engine == "polars":
         from analysis.attribute import attribute
-        from analysis.cells import build_cells
+        from analysis.cells import CASES_PER_PART, sink_cells
         from analysis.load import load
 
         stages("reading" + (" and validating" if check else "") + " the data")
@@ -225,8 +228,10 @@ def cells(
         stages("attributing spend and listing status to every case")
         cases, ledger = attribute(dataset, window_days=window_days, sort_by_case=False,
                                   categorical=True)
-        stages(f"aggregating {ledger.analysed:,} cases to cells (streaming)")
-        tables = build_cells(cases)
+        parts = parts or max(1, -(-ledger.analysed // CASES_PER_PART))
+        stages(f"aggregating {ledger.analysed:,} cases to cells (streaming, "
+               f"{parts} part{'s' if parts > 1 else ''})")
+        written = sink_cells(cases, out_dir, parts=parts)
     elif engine == "spark":
         try:
             from analysis.engines.spark import spark_cells
@@ -240,16 +245,19 @@ def cells(
             load(data)
         stages("attributing and aggregating in Spark")
         tables, ledger = spark_cells(data, window_days=window_days, master=master)
+        written = write_cells(tables, out_dir)
     else:
         raise UsageError(f"unknown engine {engine!r}; choose polars or spark")
-    written = write_cells(tables, out_dir)
     coverage = out_dir / "coverage.json"
     coverage.write_text(json.dumps({"window_days": window_days, "engine": engine,
                                     "coverage": ledger.to_dict()}, indent=2) + "\n",
                         encoding="utf-8")
     for path in [*written, coverage]:
         out.print(f"  wrote {path}", highlight=False)
-    rows = ", ".join(f"{name} {frame.height:,}" for name, frame in tables.tables().items())
+    import pyarrow.parquet as pq
+
+    rows = ", ".join(f"{path.name.removesuffix('_cells.parquet')} "
+                     f"{pq.ParquetFile(path).metadata.num_rows:,}" for path in written)
     out.print(f"{ledger.analysed:,} of {ledger.enforcement_rows:,} enforcement rows aggregated "
               f"to cells: {rows}", highlight=False)
 

@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 from analysis.attribute import attribute, weighted_quantile
 from analysis.battery import Cells, run_battery
-from analysis.cells import CELL_TABLES, _count, build_cells, read_cells, write_cells
+from analysis.cells import (
+    CELL_TABLES,
+    _count,
+    build_cells,
+    read_cells,
+    sink_cells,
+    write_cells,
+)
 from analysis.cli import app
 from analysis.config import SAMPLE_DATA_DIR
 from analysis.load import load
@@ -91,8 +98,12 @@ def test_write_and_read_cells_round_trip(sample, tmp_path) -> None:
     written = write_cells(cells, tmp_path / "cells")
     assert [p.name for p in written] == [f"{t}_cells.parquet" for t in CELL_TABLES]
     back = read_cells(tmp_path / "cells")
+    # Aggregated in three ranges of accounts, appended part by part: the same tables.
+    sink_cells(cases, tmp_path / "parts", parts=3)
+    parts = read_cells(tmp_path / "parts")
     for name in CELL_TABLES:
         assert_frame_equal(getattr(back, name), getattr(cells, name), check_exact=True)
+        assert_frame_equal(getattr(parts, name), getattr(cells, name), check_exact=True)
 
 
 def test_cells_command_writes_the_tables_and_the_ledger(tiny_world, tmp_path) -> None:
@@ -116,3 +127,40 @@ def test_cells_command_writes_the_tables_and_the_ledger(tiny_world, tmp_path) ->
     bad = CliRunner().invoke(app, ["cells", "--data", str(tiny_world), "--out", str(out),
                                    "--engine", "dask"])
     assert bad.exit_code == 2 and "unknown engine" in bad.output
+
+
+def test_day_table_spend_is_the_as_of_join_bit_for_bit() -> None:
+    """The cells' trailing spend (binary search per advertiser-day) equals ``trailing_spend``."""
+    from datetime import timedelta
+
+    from analysis.attribute import SpendCoverage, advertiser_days, spend_by_day, trailing_spend
+
+    rng = np.random.default_rng(11)
+    rows = []
+    for adv in ("x", "y", "z"):
+        day = date(2023, 1, 1)
+        while day < date(2023, 12, 1):
+            length = int(rng.integers(1, 60))
+            if rng.random() < 0.7:  # otherwise a gap
+                rows.append((adv, day, day + timedelta(days=length - 1),
+                             float(rng.integers(0, 10_000)) / 7))
+            day += timedelta(days=length)
+    spend = pl.LazyFrame(rows, schema=["advertiser_id", "period_start", "period_end",
+                                       "spend_amount"], orient="row")
+    n = 300
+    accounts = pl.LazyFrame({"account_id": ["ax", "ay", "az", "aw", "none"],
+                             "advertiser_id": ["x", "y", "z", "w", None]})  # w: no spend rows
+    enforcement = pl.LazyFrame({
+        "account_id": rng.choice(["ax", "ay", "az", "aw", "none"], n).tolist(),
+        "flag_date": [date(2023, 4, 1) + timedelta(days=int(d)) for d in rng.integers(0, 240, n)],
+    })
+    coverage = SpendCoverage(date(2023, 1, 1), date(2023, 12, 31), "USD")
+    days = advertiser_days(enforcement, accounts).collect()
+    for window in (1, 30, 90):
+        got, ledger, unknown = spend_by_day(days, spend, coverage, window_days=window)
+        expected = trailing_spend(days.lazy(), spend, window_days=window).collect()
+        joined = got.join(expected.select("advertiser_id", "flag_date", "trailing_spend"),
+                          on=["advertiser_id", "flag_date"], suffix="_as_of")
+        assert joined.height == got.height > 0
+        assert (joined["trailing_spend"] == joined["trailing_spend_as_of"]).all()
+        assert ledger.enforcement_rows == n and unknown == 0

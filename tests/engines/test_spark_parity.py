@@ -24,6 +24,8 @@ from analysis.engines.spark import spark_cells, spark_session  # noqa: E402
 from analysis.load import load  # noqa: E402
 from tests.conftest import write_world  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
+
 #: Edge cases: a gap in spend, a case on a period boundary, listing periods that overlap, a
 #: listing that starts and ends inside a case's window, flags exactly at listing and delisting
 #: midnight, an account without advertiser, an advertiser without any spend row, a time offset.
