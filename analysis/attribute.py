@@ -10,7 +10,7 @@ before the flag date â€” days ``flag_date - window_days`` to ``flag_date - 1`` â
 period's amount spread evenly over its days. Trailing spend is the same for every case of one
 advertiser on one day, so it is computed once per advertiser and flag date (a small table: a few
 thousand advertisers times the days of the data, whatever the number of cases), from each
-advertiser's cumulative spend curve with two as-of joins; the spend tiers and the coverage ledger
+advertiser's cumulative spend curve with two as-of lookups; the spend tiers and the coverage ledger
 come from the same small table. The cases then get their spend, tier and listing status through
 hash joins on small tables, in a lazy query that streams: no cross join, no sort of the cases.
 The spend table covers the days from its first ``period_start`` to its last ``period_end``; a case

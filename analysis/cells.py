@@ -18,6 +18,7 @@ aggregations), so the cases frame is never held in memory. :func:`write_cells` a
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,7 +298,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
     writers: list[pq.ParquetWriter | None] = [None] * len(CELL_TABLES)
     try:
-        for low, high in zip(bounds, bounds[1:], strict=False):
+        for low, high in itertools.pairwise(bounds):
             code = pl.col("account_id").to_physical()
             part = cases.filter((code >= low) & (code < high))
             frames = pl.collect_all(list(cell_plans(part).values()), engine=engine)

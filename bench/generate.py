@@ -58,7 +58,7 @@ def shape(n_cases: int) -> dict[str, int]:
     """Accounts, advertisers and advertiser accounts for a world of ``n_cases`` cases."""
     accounts = max(n_cases // 20, 100)
     # A few thousand advertisers at every size: 2,000 at 1M cases, 4,000 at 10M, 8,000 at 100M.
-    advertisers = max(50, int(round(2000 * 2 ** math.log10(max(n_cases, 10) / 1e6))))
+    advertisers = max(50, round(2000 * 2 ** math.log10(max(n_cases, 10) / 1e6)))
     advertiser_accounts = max(accounts // 5, advertisers)
     return {"accounts": accounts, "advertisers": advertisers,
             "advertiser_accounts": advertiser_accounts}

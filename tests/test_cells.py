@@ -133,7 +133,12 @@ def test_day_table_spend_is_the_as_of_join_bit_for_bit() -> None:
     """The cells' trailing spend (binary search per advertiser-day) equals ``trailing_spend``."""
     from datetime import timedelta
 
-    from analysis.attribute import SpendCoverage, advertiser_days, spend_by_day, trailing_spend
+    from analysis.attribute import (
+        SpendCoverage,
+        advertiser_days,
+        spend_by_day,
+        trailing_spend,
+    )
 
     rng = np.random.default_rng(11)
     rows = []

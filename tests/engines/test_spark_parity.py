@@ -17,12 +17,12 @@ pytest.importorskip("pyspark", reason="pyspark is not installed (make install-sp
 if shutil.which("java") is None:
     pytest.skip("Spark needs Java: no java on PATH", allow_module_level=True)
 
-from analysis.attribute import attribute  # noqa: E402
-from analysis.cells import CELL_TABLES, build_cells  # noqa: E402
-from analysis.config import SAMPLE_DATA_DIR  # noqa: E402
-from analysis.engines.spark import spark_cells, spark_session  # noqa: E402
-from analysis.load import load  # noqa: E402
-from tests.conftest import write_world  # noqa: E402
+from analysis.attribute import attribute
+from analysis.cells import CELL_TABLES, build_cells
+from analysis.config import SAMPLE_DATA_DIR
+from analysis.engines.spark import spark_cells, spark_session
+from analysis.load import load
+from tests.conftest import write_world
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas")
 
