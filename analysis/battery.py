@@ -297,7 +297,13 @@ def run_battery(cases: pl.DataFrame | pl.LazyFrame, *, has_watchlist: bool = Tru
         (Benjamini–Hochberg). ``equal_treatment`` is not in that family: it tests a different
         null (a difference at least as large as the margin).
     """
-    data = Cells.of(cases.lazy().collect())
+    return run_battery_on_cells(Cells.of(cases.lazy().collect()), has_watchlist=has_watchlist,
+                                alpha=alpha, power=power)
+
+
+def run_battery_on_cells(data: Cells, *, has_watchlist: bool = True, alpha: float = ALPHA,
+                         power: float = POWER) -> list[TestResult]:
+    """The battery on prebuilt :class:`Cells` (see :func:`run_battery` for the parameters)."""
     results = []
     for test_id, run in RUNNERS.items():
         design = DESIGNS[test_id]

@@ -13,7 +13,7 @@ columns of it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -110,33 +110,9 @@ def readable_cases(cases: pl.LazyFrame) -> pl.LazyFrame:
 
 def run_battery_on_cells(cells: Cells, *, has_watchlist: bool = True, alpha: float = ALPHA,
                          power: float = POWER) -> list[TestResult]:
-    """Run the battery on prebuilt cells; the same as :func:`analysis.battery.run_battery`.
+    """Run the battery on prebuilt cells (and Cox rows) of :func:`collect_cells`, so no step
+    needs all cases in memory; :func:`analysis.battery.run_battery_on_cells` does the work."""
+    # Imported here, not at the top, so that commands that only build cells start quickly.
+    from analysis.battery import run_battery_on_cells as run
 
-    ``run_battery`` aggregates a collected cases frame itself; this takes the cells (and the
-    Cox rows) of :func:`collect_cells`, so no step needs all cases in memory. The two give the
-    same results, number for number (``tests/test_cells.py`` checks it).
-    """
-    # The statistics (statsmodels, scipy) are imported here, not at the top, so that commands
-    # that only build cells start quickly.
-    from analysis.battery import DESIGNS, RUNNERS, Skip, _result, _skipped
-    from analysis.findings import conclusion
-    from analysis.stats.multiplicity import adjust_p
-
-    results = []
-    for test_id, run in RUNNERS.items():
-        design = DESIGNS[test_id]
-        if design.needs_watchlist and not has_watchlist:
-            results.append(_skipped(design, "no watchlist supplied"))
-            continue
-        try:
-            estimate = run(cells)
-        except Skip as why:
-            results.append(_skipped(design, str(why)))
-            continue
-        cells.estimates[test_id] = estimate
-        results.append(_result(design, estimate, alpha=alpha, power=power))
-    family = [r.p_value if r.id != "equal_treatment" else None for r in results]
-    adjusted = adjust_p(family, method="fdr_bh")
-    results = [replace(r, p_adjusted=p if r.id != "equal_treatment" else r.p_value)
-               for r, p in zip(results, adjusted, strict=True)]
-    return [replace(r, conclusion=conclusion(r, alpha=alpha)) for r in results]
+    return run(cells, has_watchlist=has_watchlist, alpha=alpha, power=power)
