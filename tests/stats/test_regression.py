@@ -86,7 +86,9 @@ def test_design_uses_most_frequent_level_as_reference():
     band_rows = CASES.group_by("band").len().sort(["len", "band"], descending=[True, False])
     assert fit.references["band"] == band_rows.get_column("band")[0]
     assert fit.names[:2] == ("Intercept", "log_spend")
-    assert fit.n_rows == 4000 and fit.n_cells == CELLS.height
+    # fitted on the distinct covariate patterns, not on the (account-keyed) cells
+    patterns = CELLS.select("log_spend", "policy", "band").n_unique()
+    assert fit.n_rows == 4000 and fit.n_cells == patterns < CELLS.height
 
 
 def test_grouped_logit_equals_row_level_logit():
