@@ -163,6 +163,16 @@ def severity_band(severity: pl.Expr) -> pl.Expr:
     return expr.otherwise(pl.lit(SEVERITY_BANDS[-1][1]))
 
 
+def _severity_band_enum(severity: pl.Expr) -> pl.Expr:
+    """:func:`severity_band` as a sorted ``pl.Enum``, chosen by position (no text is hashed)."""
+    names = sorted(SEVERITY_BAND_NAMES)
+    position = pl.when(severity.is_null()).then(pl.lit(names.index("unknown"), pl.UInt32))
+    for upper, label in SEVERITY_BANDS:
+        position = position.when(severity < upper).then(pl.lit(names.index(label), pl.UInt32))
+    position = position.otherwise(pl.lit(names.index(SEVERITY_BANDS[-1][1]), pl.UInt32))
+    return pl.lit(pl.Series(names, dtype=pl.Enum(names))).gather(position)
+
+
 def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case: bool = True,
               categorical: bool = False) -> tuple[pl.LazyFrame, CoverageLedger]:
     """Attribute spend, listing status and outcomes to every enforcement case.
@@ -224,22 +234,15 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case:
                                  "not exist in accounts", column="account_id",
                                  check="foreign key")])
 
-    accounts = account_attributes(dataset)
     if categorical:
-        # The join key itself becomes the Enum: the join hashes integers, and a filter on the
-        # account (e.g. a range of accounts, see analysis.cells) reaches the enforcement scan.
-        account = _sorted_enum(dataset["accounts"].select(pl.col("account_id").drop_nulls()
-                                                          .unique()))
-        enforcement = enforcement.with_columns(
-            pl.col("account_id").cast(account, strict=False),
-            pl.col("policy").cast(_sorted_enum(
-                enforcement.select(pl.col("policy").drop_nulls().unique()))))
-        accounts = accounts.with_columns(pl.col("account_id").cast(account))
-    cases = (
-        enforcement.filter(inside)
-        .join(accounts, on="account_id", how="left")
-        .join(days.lazy(), on=["advertiser_id", "flag_date"], how="left", nulls_equal=False)
-    )
+        policy = _sorted_enum(enforcement.select(pl.col("policy").drop_nulls().unique()))
+        cases = _cases_by_account_code(enforcement.filter(inside), dataset, days, policy)
+    else:
+        cases = (
+            enforcement.filter(inside)
+            .join(account_attributes(dataset), on="account_id", how="left")
+            .join(days.lazy(), on=["advertiser_id", "flag_date"], how="left", nulls_equal=False)
+        )
     listed = pl.any_horizontal(
         [(pl.col("flagged_at") >= pl.col(start)) & (pl.col(end).is_null()
                                                     | (pl.col("flagged_at") < pl.col(end)))
@@ -252,7 +255,7 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case:
         listed=listed.fill_null(False),
         ever_listed=pl.col("listed_at").is_not_null(),
         directive_date=pl.lit(directive_date, pl.Date),
-        severity_band=severity_band(pl.col("severity")),
+        severity_band=(_severity_band_enum if categorical else severity_band)(pl.col("severity")),
         enforced=pl.col("action") != "no_action",
         decided=decided,
         decision_hours=(pl.when(decided).then(pl.col("decided_at")).otherwise(pl.lit(end_of_data))
@@ -261,11 +264,67 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case:
         reversed=pl.col("appeal_outcome").fill_null("") == "reversed",
         advertiser_account=pl.col("advertiser_id").is_not_null(),
     ).with_columns(is_advertiser=pl.col("trailing_spend") > 0)
-    if categorical:
-        cases = cases.with_columns(
-            severity_band=pl.col("severity_band").cast(pl.Enum(sorted(SEVERITY_BAND_NAMES))))
     cases = cases.select(CASE_COLUMNS)
     return (cases.sort("case_id") if sort_by_case else cases), ledger
+
+
+def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl.DataFrame,
+                           policy: pl.Enum) -> pl.LazyFrame:
+    """The cases of ``attribute(categorical=True)``: ``enforcement`` with every column the
+    joins on accounts and on the day table would add, and ``account_id`` as a sorted Enum.
+
+    Joining ten million cases on a text key hashes every case's text, and a join on
+    (advertiser, day) does so again. Here each case's account is found once, by a join on a
+    64-bit hash of its id (:func:`account_lookup`; exact, since :func:`attribute` has already
+    found every case's account in the accounts table), which gives its position in the sorted
+    accounts: its Enum code. Everything else is gathered by position from small arrays: the
+    account's attributes, and the spend and tier of its advertiser on the flag date from the
+    day table laid out flat, each advertiser's days from its first to its last. ``policy``
+    becomes the Enum ``policy``.
+    """
+    accounts = account_attributes(dataset).collect().sort("account_id")
+    ids = accounts["account_id"]
+    if ids.null_count() or ids.n_unique() != accounts.height:
+        raise DataError([Problem("accounts", "account_id must be given and unique",
+                                 column="account_id", check="unique")])
+    account = pl.Enum(ids)
+    code = pl.col("_code")
+
+    # The day table flat: advertiser a's day d sits at base[a] + d (days since 1970).
+    days = days.with_columns(_day=pl.col("flag_date").cast(pl.Int32).cast(pl.Int64))
+    spans = (days.group_by("advertiser_id")
+             .agg(_first=pl.col("_day").min(), _last=pl.col("_day").max())
+             .with_columns(_length=pl.col("_last") - pl.col("_first") + 1))
+    spans = spans.with_columns(
+        _base=pl.col("_length").cum_sum() - pl.col("_length") - pl.col("_first"))
+    size = int(spans["_length"].sum() or 0)
+    flat = pl.DataFrame({"_at": pl.int_range(size, dtype=pl.Int64, eager=True)}).join(
+        days.join(spans.select("advertiser_id", "_base"), on="advertiser_id")
+        .select(_at=pl.col("_base") + pl.col("_day"), trailing_spend="trailing_spend",
+                spend_tier="spend_tier"),
+        on="_at", how="left", maintain_order="left")  # null on days without cases
+    accounts = accounts.join(spans.select("advertiser_id", "_base", "_first", "_last"),
+                             on="advertiser_id", how="left", maintain_order="left")
+
+    def of_account(column: str) -> pl.Expr:
+        return pl.lit(accounts[column]).gather(code)
+
+    day = pl.col("flag_date").cast(pl.Int32).cast(pl.Int64)
+    in_span = (day >= of_account("_first")) & (day <= of_account("_last"))
+    at = pl.when(in_span).then(of_account("_base") + day)
+    key, lookup = account_lookup(accounts.select(
+        "account_id", _code=pl.int_range(pl.len(), dtype=pl.UInt32)))
+    attributes = [c for c in accounts.columns if c not in ("_base", "_first", "_last")]
+    return (
+        enforcement.with_columns(_case_keys(key)).join(lookup.lazy(), on=key, how="left")
+        .with_columns(
+            *[of_account(c).alias(c) for c in attributes if c != "account_id"],
+            account_id=pl.lit(pl.Series(ids, dtype=account)).gather(code),
+            policy=pl.col("policy").cast(policy),
+            trailing_spend=pl.lit(flat["trailing_spend"]).gather(at),
+            spend_tier=pl.lit(flat["spend_tier"]).gather(at),
+        )
+    )
 
 
 def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.LazyFrame:
@@ -273,14 +332,61 @@ def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.Laz
 
     Trailing spend is the same for every case of one advertiser on one day, so it is computed
     once per row of this table: a few thousand advertisers times the days of the data, however
-    many cases there are.
+    many cases there are. Each case's account is found by a join on a 64-bit hash of its id
+    and confirmed by a second, independent hash (:func:`account_lookup`): hashing and joining
+    integers is several times faster than joining on the text; the counts are grouped by an
+    advertiser number, and the advertiser's id put back on the small result.
     """
-    known = accounts.select("account_id", "advertiser_id", known_account=pl.lit(True))
-    return (enforcement.select("account_id", "flag_date")
-            .join(known, on="account_id", how="left")
-            .group_by("advertiser_id", "flag_date",
-                      known_account=pl.col("known_account").fill_null(False))
-            .agg(pl.len().alias("cases")))
+    table = accounts.select("account_id", "advertiser_id").collect()
+    names = table["advertiser_id"].drop_nulls().unique().sort()
+    numbers = names.to_frame().with_columns(_advertiser=pl.int_range(pl.len(), dtype=pl.UInt32))
+    table = table.join(numbers, on="advertiser_id", how="left", maintain_order="left")
+    key, lookup = account_lookup(table.select("account_id", "_advertiser"))
+    found = (enforcement.select("flag_date", *_case_keys(key))
+             .join(lookup.lazy(), on=key, how="left"))
+    known = _confirmed(key)
+    counts = (found.group_by(pl.when(known).then(pl.col("_advertiser")).alias("_advertiser"),
+                             "flag_date", known_account=known)
+              .agg(pl.len().alias("cases")))
+    return counts.select(pl.lit(names).gather(pl.col("_advertiser")).alias("advertiser_id"),
+                         "flag_date", "known_account", "cases")
+
+
+#: Seeds of the two independent 64-bit hashes of an account id (:func:`account_lookup`).
+_HASH_SEEDS = (0, 7)
+
+
+def account_lookup(table: pl.DataFrame) -> tuple[str, pl.DataFrame]:
+    """How to find a case's row of ``table`` (one row per ``account_id``): the join key and the
+    table to join, keyed by it.
+
+    The key is ``_h``, a 64-bit hash of the account id, when no two accounts share one (checked
+    here); the table then also carries ``_h2``, a second hash with another seed, which a case
+    must match too (:func:`_confirmed`), so that a case whose account is missing from the table
+    is not taken for another account unless its id collides with that account's in 128 bits.
+    If two accounts do share a hash (or an id), the key is the text itself.
+    """
+    ids = pl.col("account_id")
+    hashed = table.with_columns(_h=ids.hash(_HASH_SEEDS[0]), _h2=ids.hash(_HASH_SEEDS[1]))
+    if table["account_id"].null_count() == 0 and hashed["_h"].n_unique() == table.height:
+        return "_h", hashed.drop("account_id")
+    return "account_id", table.with_columns(_known=pl.lit(True))
+
+
+def _case_keys(key: str) -> list[pl.Expr]:
+    """The columns of the cases that :func:`account_lookup`'s table is joined on."""
+    ids = pl.col("account_id")
+    if key == "_h":
+        return [ids.hash(_HASH_SEEDS[0]).alias("_h"), ids.hash(_HASH_SEEDS[1]).alias("_h2_case"),
+                ids.is_not_null().alias("_id_given")]
+    return [ids]
+
+
+def _confirmed(key: str) -> pl.Expr:
+    """The case's account was found in the table (after the join of :func:`account_lookup`)."""
+    if key == "_h":
+        return ((pl.col("_h2") == pl.col("_h2_case")) & pl.col("_id_given")).fill_null(False)
+    return pl.col("_known").fill_null(False)
 
 
 def spend_by_day(days: pl.DataFrame | pl.LazyFrame, spend: pl.LazyFrame, coverage: SpendCoverage,

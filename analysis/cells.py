@@ -22,6 +22,7 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 #: Key of the account cells: everything the stratified and DiD tests condition on.
@@ -45,8 +46,22 @@ CELL_INPUT_COLUMNS = ["account_id", "advertiser_account", "policy", "severity_ba
 
 def with_post(cases: pl.LazyFrame) -> pl.LazyFrame:
     """``post``: the case was flagged on or after the directive date (false without a watchlist)."""
-    return cases.with_columns(
-        post=(pl.col("flag_date") >= pl.col("directive_date")).fill_null(False))
+    return cases.with_columns(post=_POST)
+
+
+#: ``post`` (see :func:`with_post`).
+_POST = (pl.col("flag_date") >= pl.col("directive_date")).fill_null(False)
+#: ``event_month``: calendar months from the directive's month to the flag date's.
+_EVENT_MONTH = ((pl.col("flag_date").dt.year() * 12 + pl.col("flag_date").dt.month())
+                - (pl.col("directive_date").dt.year() * 12 + pl.col("directive_date").dt.month())
+                ).cast(pl.Int32)
+#: The cases each table counts (None: all of them).
+_TABLE_CASES = {"account": None, "spend": pl.col("is_advertiser"),
+                "appeal": pl.col("enforced") & pl.col("appealed"),
+                "event": pl.col("directive_date").is_not_null()}
+#: The key of each table.
+_TABLE_KEYS = {"account": ACCOUNT_KEY, "spend": SPEND_KEY, "appeal": APPEAL_KEY,
+               "event": EVENT_KEY}
 
 
 def _account_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
@@ -54,20 +69,18 @@ def _account_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _spend_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    return (_count(cases.filter(pl.col("is_advertiser")), SPEND_KEY,
+    return (_count(cases.filter(_TABLE_CASES["spend"]), SPEND_KEY,
                    pl.col("trailing_spend").first())
             .with_columns(log10_spend=pl.col("trailing_spend").log10()))
 
 
 def _appeal_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    return _count(cases.filter(pl.col("enforced") & pl.col("appealed")), APPEAL_KEY)
+    return _count(cases.filter(_TABLE_CASES["appeal"]), APPEAL_KEY)
 
 
 def _event_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    month = pl.col("flag_date").dt.year() * 12 + pl.col("flag_date").dt.month()
-    directive = pl.col("directive_date").dt.year() * 12 + pl.col("directive_date").dt.month()
-    return _count(cases.filter(pl.col("directive_date").is_not_null())
-                  .with_columns(event_month=(month - directive).cast(pl.Int32)), EVENT_KEY)
+    return _count(cases.filter(_TABLE_CASES["event"]).with_columns(event_month=_EVENT_MONTH),
+                  EVENT_KEY)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,28 +271,38 @@ def write_cells(cells: CellTables, folder: str | Path) -> list[Path]:
 
 def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                engine: str = "streaming") -> list[Path]:
-    """Build the cell tables and write them to ``folder/<table>_cells.parquet``, in parts.
+    """Build the cell tables and write them to ``folder/<table>_cells.parquet``.
+
+    This is what ``levelfield cells`` runs, so it is built for speed and memory rather than
+    brevity. One streaming pass over the lazy cases keeps, per case, only small integer codes of
+    the key columns (:func:`_case_codes`: about 20 bytes a case). Each table is then counted
+    by sorting: the key of every case is packed into one 64-bit word (:func:`_count_words`),
+    and ``numpy.sort`` and run lengths give the cells, already in key order, several times
+    faster than a hash group-by followed by a sort. The cells are written in row groups,
+    their text columns as Parquet dictionary indices (:func:`_write_cells_in_row_groups`), so
+    the text of the cells is never built in memory.
 
     Every cell table is keyed by account first, so the cases of one range of accounts give a
     contiguous, already sorted slice of every table. With ``parts`` > 1 the accounts are split
-    into that many ranges and each range is aggregated and appended to the files in turn: only
-    one part's cells are ever in memory. Each part reads the enforcement table again, but only
-    its own accounts' cases go further than the scan. The files hold the same rows as
-    :func:`write_cells` of :func:`build_cells`.
+    into that many ranges, counted one after the other from the codes: only one range's keys
+    and cells are in memory at once.
+
+    The files hold the same rows as :func:`write_cells` of :func:`build_cells`. Cases whose key
+    columns are not all Enum, Boolean, small integer or Date columns (or whose keys do not fit
+    in 64 bits) are counted by :func:`build_cells` instead.
 
     Parameters
     ----------
     cases : polars.LazyFrame
-        The lazy attributed cases with ``account_id`` as an Enum
-        (:func:`analysis.attribute.attribute` with ``categorical=True``); with a plain text
-        ``account_id`` the tables are built in one part.
+        The lazy attributed cases with ``account_id``, ``policy`` and ``severity_band`` as
+        sorted Enums (:func:`analysis.attribute.attribute` with ``categorical=True``).
     folder : str or Path
         Where to write (created if missing).
     parts : int, default 1
         How many ranges of accounts (``levelfield cells`` takes one per
         :data:`CASES_PER_PART` cases).
     engine : str, default "streaming"
-        The polars engine.
+        The polars engine of the pass over the cases.
 
     Returns
     -------
@@ -290,29 +313,235 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    account = cases.collect_schema()["account_id"]
-    if not isinstance(account, pl.Enum):
+    plan = _code_plan(cases)
+    if plan is None:
         return write_cells(build_cells(cases, engine=engine), out)
-    accounts = len(account.categories)
+    codes = _case_codes(plan, engine=engine)
+    layouts = {name: _word_layout(codes, key) for name, key in _TABLE_KEYS.items()}
+    if any(layout is None for layout in layouts.values()):
+        return write_cells(build_cells(cases, engine=engine), out)
+    accounts = len(codes.fields["account_id"][1]) + 1  # codes 0 (null) .. categories
     bounds = [accounts * i // parts for i in range(parts + 1)]
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
-    writers: list[pq.ParquetWriter | None] = [None] * len(CELL_TABLES)
+    writers: dict[str, pq.ParquetWriter] = {}
     try:
         for low, high in itertools.pairwise(bounds):
-            code = pl.col("account_id").to_physical()
-            part = cases.filter((code >= low) & (code < high))
-            frames = pl.collect_all(list(cell_plans(part).values()), engine=engine)
-            for i, frame in enumerate(frames):
-                table = frame.to_arrow()
-                if writers[i] is None:
-                    writers[i] = pq.ParquetWriter(paths[i], table.schema, compression="zstd")
-                writers[i].write_table(table)
-            del frames
+            part = codes.accounts(low, high) if parts > 1 else codes
+            for name, path in zip(CELL_TABLES, paths, strict=True):
+                words, n, spend = _count_words(part, name, layouts[name])
+                _write_cells_in_row_groups(writers, name, path, codes, layouts[name], words, n,
+                                           spend)
+                del words, n, spend
+            del part
     finally:
-        for writer in writers:
-            if writer is not None:
-                writer.close()
+        for writer in writers.values():
+            writer.close()
     return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Counting by sorting: per case, integer codes of the key columns; per table, one 64-bit word
+#
+# Every key column is numbered in its sort order, 0 for null (which sorts first, as in polars):
+# Booleans as 1 false / 2 true, Enum text by category (the categories are sorted), integers and
+# dates by their offset from the smallest value present. The codes of a table's key, most
+# significant first, packed into one unsigned 64-bit word, sort like the key itself; equal words
+# are one cell.
+
+#: Key columns that are per-case Booleans, and the flags that pick the cases of each table.
+_FLAG_COLUMNS = ("advertiser_account", "listed", "ever_listed", "post", "is_advertiser",
+                 "enforced", "reversed")
+_INTEGER_TYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Date)
+
+
+@dataclass
+class _Codes:
+    """Per-case codes (numpy arrays, one element per case) and what each field is.
+
+    ``fields`` maps a key column to (kind, categories or dtype, bits, offset): kind ``flag``
+    (its code is 2 bits of ``flags`` at ``offset``), ``enum`` (``arrays[column]`` holds the
+    code; categories the text) or ``integer`` (``arrays[column]`` holds the code; the value is
+    code + offset - 1). ``spend`` is the trailing spend of the spend table's cases, in order.
+    """
+
+    fields: dict[str, tuple]
+    arrays: dict[str, np.ndarray]
+    flags: np.ndarray
+    spend: np.ndarray
+
+    def accounts(self, low: int, high: int) -> _Codes:
+        """The cases whose account code is in ``[low, high)``."""
+        code = self.arrays["account_id"]
+        keep = (code >= low) & (code < high)
+        in_spend = self.flag("_in_spend") == 2
+        return _Codes(self.fields, {c: a[keep] for c, a in self.arrays.items()},
+                      self.flags[keep], self.spend[keep[in_spend]])
+
+    def flag(self, column: str) -> np.ndarray:
+        """The 2-bit code of a flag column (0 null, 1 false, 2 true)."""
+        offset = self.fields[column][3]
+        return ((self.flags >> np.uint64(offset)) & np.uint64(3)).astype(np.uint8)
+
+    def code(self, column: str, rows: np.ndarray | None) -> np.ndarray:
+        """The codes of a key column, of the cases ``rows`` (None: all)."""
+        codes = self.flag(column) if self.fields[column][0] == "flag" else self.arrays[column]
+        return codes if rows is None else codes[rows]
+
+
+def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | None:
+    """The lazy per-case codes and the fields, or None if a key column cannot be coded."""
+    lazy = cases.with_columns(post=_POST, event_month=_EVENT_MONTH)
+    schema = lazy.collect_schema()
+    columns = sorted({c for key in _TABLE_KEYS.values() for c in key})
+    fields: dict[str, tuple] = {}
+    selected: dict[str, pl.Expr] = {}
+    flags: list[tuple[str, pl.Expr]] = [(f"_in_{name}", rows.fill_null(False))
+                                        for name, rows in _TABLE_CASES.items() if rows is not None]
+    for column in columns:
+        dtype = schema[column]
+        value = pl.col(column)
+        if dtype == pl.Boolean:
+            flags.append((column, value))
+        elif isinstance(dtype, pl.Enum):
+            bits = len(dtype.categories).bit_length()
+            small = pl.UInt8 if bits <= 8 else pl.UInt16 if bits <= 16 else pl.UInt32
+            fields[column] = ("enum", dtype.categories, bits, 0)
+            selected[column] = (value.to_physical().cast(pl.UInt32) + 1).fill_null(0).cast(small)
+        elif dtype in _INTEGER_TYPES:
+            fields[column] = ("integer", dtype, 0, 0)  # bits and offset from the data
+            selected[column] = value.to_physical().cast(pl.Int32).fill_null(0)
+            flags.append((f"_given_{column}", value.is_not_null()))
+        else:
+            return None
+    if 2 * len(flags) > 64:
+        return None
+    word = pl.lit(0, pl.UInt64)
+    for i, (name, flag) in enumerate(flags):
+        word = word + (flag.cast(pl.UInt64) + 1).fill_null(0) * pl.lit(1 << (2 * i), pl.UInt64)
+        fields[name] = ("flag", None, 2, 2 * i)
+    selected["_flags"] = word
+    selected["_spend"] = pl.col("trailing_spend")
+    return lazy.select(**selected), fields
+
+
+def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> _Codes:
+    """Run the pass over the cases and turn integer columns into codes from 1 (0: null)."""
+    lazy, fields = plan
+    frame = lazy.collect(engine=engine)
+    flags = frame.drop_in_place("_flags").to_numpy()
+    spend = frame.drop_in_place("_spend").to_numpy()
+    codes = _Codes(fields, {}, flags, np.empty(0))
+    codes.spend = spend[codes.flag("_in_spend") == 2]
+    del spend
+    for column in list(frame.columns):
+        values = frame.drop_in_place(column).to_numpy()
+        kind, dtype, _, _ = fields[column]
+        if kind == "integer":
+            given = codes.flag(f"_given_{column}") == 2
+            low = int(values[given].min()) if given.any() else 0
+            high = int(values[given].max()) if given.any() else 0
+            values = np.where(given, values.astype(np.int64) - (low - 1), 0).astype(np.uint32)
+            fields[column] = ("integer", dtype, (high - low + 1).bit_length(), low)
+        codes.arrays[column] = values
+    return codes
+
+
+def _word_layout(codes: _Codes, key: list[str]) -> list[tuple[str, int, int]] | None:
+    """(column, shift, bits) of each key column in the packed word; None beyond 64 bits."""
+    total = sum(codes.fields[c][2] for c in key)
+    if total > 64:
+        return None
+    layout, shift = [], total
+    for column in key:
+        bits = codes.fields[column][2]
+        shift -= bits
+        layout.append((column, shift, bits))
+    return layout
+
+
+def _count_words(codes: _Codes, table: str, layout: list[tuple[str, int, int]]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The distinct packed keys of one table's cases, sorted, with their counts (and, for the
+    spend table, each cell's trailing spend: the same for all its cases)."""
+    rows = None if table == "account" else np.flatnonzero(codes.flag(f"_in_{table}") == 2)
+    size = len(codes.flags) if rows is None else len(rows)
+    words = np.zeros(size, dtype=np.uint64)
+    for column, shift, _ in layout:
+        part = codes.code(column, rows).astype(np.uint64)
+        part <<= np.uint64(shift)
+        words |= part
+        del part
+    spend = None
+    if table == "spend":
+        order = np.argsort(words, kind="stable")
+        words = words[order]
+        spend = codes.spend[order]
+    else:
+        words.sort()
+    starts = np.empty(len(words), dtype=bool)
+    starts[:1] = True
+    np.not_equal(words[1:], words[:-1], out=starts[1:])
+    starts = np.flatnonzero(starts)
+    n = np.diff(np.append(starts, len(words))).astype(np.uint32)
+    return words[starts], n, (None if spend is None else spend[starts])
+
+
+def _arrow_integer(dtype: pl.DataType):
+    """The Arrow type of a polars integer or Date column."""
+    import pyarrow as pa
+
+    return {pl.Int8: pa.int8(), pl.Int16: pa.int16(), pl.Int32: pa.int32(),
+            pl.Date: pa.date32()}[dtype]
+
+
+#: Rows per row group of the written cell files.
+_ROW_GROUP = 1 << 20
+
+
+def _write_cells_in_row_groups(writers: dict, table: str, path: Path, codes: _Codes,
+                               layout: list[tuple[str, int, int]], words: np.ndarray,
+                               n: np.ndarray, spend: np.ndarray | None) -> None:
+    """Decode the counted words and append them to ``path`` (``writers`` keeps the open files).
+
+    Enum columns are written as dictionary indices into their categories (the accounts of one
+    row group only, a contiguous range since the cells are sorted by account), which Parquet
+    stores as its dictionary encoding. The file carries no Arrow schema, so every reader gets
+    plain text back, exactly as from :func:`write_cells`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    categories = {c: pa.array(codes.fields[c][1], pa.string())
+                  for c, *_ in layout if codes.fields[c][0] == "enum"}
+    for start in range(0, max(len(words), 1), _ROW_GROUP):
+        chunk = words[start:start + _ROW_GROUP]
+        columns = {}
+        for column, shift, bits in layout:
+            code = ((chunk >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
+            null = code == 0
+            kind, extra, _, offset = codes.fields[column]
+            if kind == "flag":
+                columns[column] = pa.array(code == 2, mask=null)
+            elif kind == "enum":
+                first = int(code[~null].min()) if (~null).any() else 1
+                last = int(code.max()) if len(code) else 0
+                dictionary = categories[column].slice(first - 1, max(last - first + 1, 0))
+                index = pa.array((code - first).astype(np.int32), mask=null)
+                columns[column] = pa.DictionaryArray.from_arrays(index, dictionary)
+            else:
+                value = pa.array((code + (offset - 1)).astype(np.int32), mask=null)
+                columns[column] = value.cast(_arrow_integer(extra))
+        columns["n"] = pa.array(n[start:start + _ROW_GROUP])
+        if spend is not None:
+            spent = pl.Series("trailing_spend", spend[start:start + _ROW_GROUP])
+            columns["trailing_spend"] = spent.to_arrow()
+            columns["log10_spend"] = spent.log10().to_arrow()
+        frame = pa.table(columns)
+        if table not in writers:
+            writers[table] = pq.ParquetWriter(
+                path, frame.schema, compression="zstd", store_schema=False,
+                use_dictionary=list(categories), dictionary_pagesize_limit=1 << 26)
+        writers[table].write_table(frame)
 
 
 def read_cells(folder: str | Path) -> CellTables:
