@@ -41,7 +41,8 @@ from scipy import sparse
 
 from analysis.stats.regression import did
 from analysis.stats.result import Estimate
-from analysis.stats.stratified import _as_list, _check_alpha, _load, mantel_haenszel, odds_ratio
+from analysis.stats.stratified import (_as_list, _check_alpha, _load, mantel_haenszel, odds_ratio,
+                                       weight_where)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -369,11 +370,11 @@ def _accounts(
     """
     account_level = [treated] + ([within] if within is not None else [])
     summary = data.group_by(cluster).agg(
-        *[pl.col(c).n_unique().alias(f"__distinct_{c}") for c in account_level],
+        *[(pl.col(c).min() != pl.col(c).max()).alias(f"__mixed_{c}") for c in account_level],
         *[pl.col(c).first() for c in account_level],
     )
     for column in account_level:
-        mixed = summary.filter(pl.col(f"__distinct_{column}") > 1).get_column(cluster).sort()
+        mixed = summary.filter(pl.col(f"__mixed_{column}")).get_column(cluster).sort()
         if mixed.len():
             role = "treated" if column == treated else "within"
             raise ValueError(
@@ -456,9 +457,9 @@ def _mh_statistic(
     cells = (
         data.group_by([_CLUSTER_INDEX, _STRATUM_INDEX])
         .agg(
-            w.filter(e & y).sum().alias("_a"),
-            w.filter(e & ~y).sum().alias("_b"),
-            w.filter(y).sum().alias("_m1"),
+            weight_where(e & y).sum().alias("_a"),
+            weight_where(e & ~y).sum().alias("_b"),
+            weight_where(y).sum().alias("_m1"),
             w.sum().alias("_n"),
         )
         .sort([_CLUSTER_INDEX, _STRATUM_INDEX])
@@ -502,10 +503,10 @@ def _did_statistic(data: pl.DataFrame, *, outcome: str, exposed: str, n_clusters
     per_cluster = (
         data.group_by(_CLUSTER_INDEX)
         .agg(
-            w.filter(e & y).sum().alias("_y1"),
-            w.filter(e).sum().alias("_n1"),
-            w.filter(~e & y).sum().alias("_y0"),
-            w.filter(~e).sum().alias("_n0"),
+            weight_where(e & y).sum().alias("_y1"),
+            weight_where(e).sum().alias("_n1"),
+            weight_where(~e & y).sum().alias("_y0"),
+            weight_where(~e).sum().alias("_n0"),
         )
         .sort(_CLUSTER_INDEX)
     )
@@ -557,9 +558,7 @@ def _asymptotic(
         keys = [cluster, treated, exposed, outcome]
     else:
         keys = [cluster, *strata, _GROUP, outcome]
-    cells = (
-        data.group_by(_unique(keys)).agg(pl.col("_w").sum().alias(_COUNT)).sort(_unique(keys))
-    )
+    cells = data.select(*_unique(keys), pl.col("_w").alias(_COUNT))
     if statistic == "did":
         return did(
             cells, outcome=outcome, treated=treated, post=exposed, count=_COUNT,

@@ -603,7 +603,12 @@ def _codes(column: pl.Series) -> np.ndarray:
     """
     if column.dtype == pl.Boolean:
         return column.cast(pl.Int64).to_numpy()
-    if column.dtype in (pl.Categorical, pl.Enum):
+    if isinstance(column.dtype, pl.Enum):
+        # The categories are fixed by the type, so their numbers do not depend on the rows.
+        physical = column.to_physical().cast(pl.Int64).to_numpy()
+        present = np.bincount(physical, minlength=len(column.dtype.categories)) > 0
+        return (np.cumsum(present) - 1)[physical]
+    if column.dtype == pl.Categorical:
         column = column.cast(pl.String)  # sort by the text, not by the order categories appeared
     if column.dtype == pl.String and column.n_unique() <= 1_000:
         # Few levels (policy, severity band): number the sorted levels, then look each row up.

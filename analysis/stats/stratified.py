@@ -520,7 +520,7 @@ def trend(
     cells = (
         data.group_by(keys)
         .agg(
-            _successes=pl.col("_w").filter(pl.col(outcome)).sum(),
+            _successes=weight_where(pl.col(outcome)).sum(),
             _total=pl.col("_w").sum(),
         )
         .filter(pl.col("_total") > 0)
@@ -633,7 +633,7 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
     k_expr = pl.struct(strata).rank("dense") if strata else pl.lit(1)
     cells = (
         data.group_by([*strata, cluster, score])
-        .agg(_x=pl.col("_w").filter(pl.col(outcome)).sum(), _n=pl.col("_w").sum())
+        .agg(_x=weight_where(pl.col(outcome)).sum(), _n=pl.col("_w").sum())
         .filter(pl.col("_n") > 0)
         .sort([*strata, cluster, score])  # a fixed order, so float sums are reproducible
         .with_columns(_k=k_expr)
@@ -776,16 +776,24 @@ def _as_count(value: float) -> int:
 
 def _two_by_two(data: pl.DataFrame, keys: list[str], group: str, outcome: str) -> pl.DataFrame:
     """Cells a, b, c, d (see the module docstring) per combination of ``keys``, sorted by them."""
-    g, y, w = pl.col(group), pl.col(outcome), pl.col("_w")
-    cells = {
-        "_a": w.filter(g & y).sum(),
-        "_b": w.filter(g & ~y).sum(),
-        "_c": w.filter(~g & y).sum(),
-        "_d": w.filter(~g & ~y).sum(),
-    }
+    g, y = pl.col(group), pl.col(outcome)
+    # Weights zeroed outside each cell, then plain sums: much faster in a group-by over millions
+    # of rows than a filtered sum per cell.
+    weights = data.select(
+        *keys,
+        _a=weight_where(g & y),
+        _b=weight_where(g & ~y),
+        _c=weight_where(~g & y),
+        _d=weight_where(~g & ~y),
+    )
     if not keys:
-        return data.select(**cells)
-    return data.group_by(keys).agg(**cells).sort(keys)
+        return weights.select(pl.col(_CELLS).sum())
+    return weights.group_by(keys).agg(pl.col(_CELLS).sum()).sort(keys)
+
+
+def weight_where(condition: pl.Expr) -> pl.Expr:
+    """The case weight ``_w`` where ``condition`` holds, else 0 (summed, the weight of the cell)."""
+    return pl.when(condition).then(pl.col("_w")).otherwise(0)
 
 
 # --------------------------------------------------------------------------------------------
