@@ -611,12 +611,19 @@ def _checked(
     return lf
 
 
-def _codes(columns: Sequence[str]) -> pl.Expr:
+def _codes(columns: Sequence[str], schema: pl.Schema) -> pl.Expr:
     """0-based codes of the combinations of ``columns``, in sorted order of their values as text.
 
     Text, so that a categorical column from pandas and the same strings from polars get the same
-    codes.
+    codes. One integer column is ranked as it is, and so is one Enum column whose categories are
+    in sorted order (it sorts as its text does): casting millions of values to text and sorting
+    them would cost far more, for the same codes.
     """
+    if len(columns) == 1:
+        dtype = schema[columns[0]]
+        categories = dtype.categories.to_list() if isinstance(dtype, pl.Enum) else None
+        if dtype.is_integer() or (categories is not None and categories == sorted(categories)):
+            return (pl.col(columns[0]).rank("dense") - 1).cast(pl.Int64)
     as_text = [pl.col(column).cast(pl.String) for column in columns]
     key = as_text[0] if len(as_text) == 1 else pl.struct(as_text)
     return (key.rank("dense") - 1).cast(pl.Int64)
@@ -632,7 +639,7 @@ def _load_plain(
         pl.col(duration).cast(pl.Float64).alias(_TIME),
         pl.col(event).cast(pl.Boolean).alias(_EVENT),
         (pl.lit("all") if group is None else pl.col(group)).alias(_GROUP),
-        (_codes(strata) if strata else pl.lit(0, dtype=pl.Int64)).alias(_STRATUM),
+        (_codes(strata, lf.collect_schema()) if strata else pl.lit(0, dtype=pl.Int64)).alias(_STRATUM),
     ).collect()
     if data.height == 0:
         raise ValueError("the frame has no rows")
@@ -703,22 +710,25 @@ def _load(
     """Rows for :func:`cox`, sampled by cluster above ``max_rows``, with integer codes."""
     keys = [*strata, *([] if cluster is None else [cluster])]
     lf = _checked(frame, duration=duration, event=event, flags=[group], keys=keys)
-    lf = lf.select(
+    schema = lf.collect_schema()
+    # Collected once: the codes are computed a single time, whether or not a sample is drawn.
+    data = lf.select(
         pl.col(duration).cast(pl.Float64).alias(_TIME),
         pl.col(event).cast(pl.Boolean).alias(_EVENT),
         pl.col(group).cast(pl.Boolean).alias(_GROUP),
-        (_codes(strata) if strata else pl.lit(0, dtype=pl.Int64)).alias(_STRATUM),
-        (pl.int_range(pl.len()) if cluster is None else _codes([cluster]))
+        (_codes(strata, schema) if strata else pl.lit(0, dtype=pl.Int64)).alias(_STRATUM),
+        (pl.int_range(pl.len()) if cluster is None else _codes([cluster], schema))
         .cast(pl.Int64)
         .alias(_CLUSTER),
-    )
-    n_total = int(lf.select(pl.len()).collect().item())
+    ).collect()
+    n_total = data.height
     if n_total == 0:
         raise ValueError("the frame has no rows")
     sample = _Sample(sampled=False, n_rows_total=n_total, n_rows=n_total)
     if max_rows is not None and n_total > max_rows:
-        lf, sample = _sample(lf, cluster=cluster, max_rows=max_rows, seed=seed, n_total=n_total)
-    data = lf.collect()
+        lf, sample = _sample(data.lazy(), cluster=cluster, max_rows=max_rows, seed=seed,
+                             n_total=n_total)
+        data = lf.collect()
     if cluster is not None:
         # Codes 0..G-1 of the clusters actually fitted, for bincount.
         data = data.with_columns((pl.col(_CLUSTER).rank("dense") - 1).cast(pl.Int64))
