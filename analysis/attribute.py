@@ -262,7 +262,8 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case:
                         - pl.col("flagged_at")).dt.total_seconds(fractional=True) / 3600.0,
         appealed=pl.col("appealed").fill_null(False),
         reversed=pl.col("appeal_outcome").fill_null("") == "reversed",
-        advertiser_account=pl.col("advertiser_id").is_not_null(),
+        advertiser_account=(pl.col("_advertiser_account") if categorical
+                            else pl.col("advertiser_id").is_not_null()),
     ).with_columns(is_advertiser=pl.col("trailing_spend") > 0)
     cases = cases.select(CASE_COLUMNS)
     return (cases.sort("case_id") if sort_by_case else cases), ledger
@@ -320,6 +321,8 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
         .with_columns(
             *[of_account(c).alias(c) for c in attributes if c != "account_id"],
             account_id=pl.lit(pl.Series(ids, dtype=account)).gather(code),
+            # A Boolean per account, so that the cells need not gather the advertiser's id.
+            _advertiser_account=pl.lit(accounts["advertiser_id"].is_not_null()).gather(code),
             policy=pl.col("policy").cast(policy),
             trailing_spend=pl.lit(flat["trailing_spend"]).gather(at),
             spend_tier=pl.lit(flat["spend_tier"]).gather(at),
@@ -456,7 +459,7 @@ def _trailing_spend_by_day(days: pl.DataFrame, spend: pl.LazyFrame, *,
     code = day["_code"].fill_null(-1).to_numpy()
     flag = day["_day"].to_numpy()
 
-    def through(q: np.ndarray) -> np.ndarray:
+    def through(q: np.ndarray, code: np.ndarray) -> np.ndarray:
         """Spend strictly before day ``q``: the last period starting on or before ``q - 1``."""
         wanted = code * shift + (q - 1) + offset
         order = np.argsort(wanted)  # sorted queries make the binary searches cache-friendly
@@ -467,9 +470,14 @@ def _trailing_spend_by_day(days: pl.DataFrame, spend: pl.LazyFrame, *,
         elapsed = np.minimum(q - start[i_safe], length[i_safe]).astype(np.float64)
         return np.where(found, before[i_safe] + rate[i_safe] * elapsed, 0.0)
 
+    spent = np.zeros(days.height)
     if len(keys) == 0:
-        return pl.Series("trailing_spend", np.zeros(days.height))
-    spent = through(flag) - through(flag - window_days)
+        return pl.Series("trailing_spend", spent)
+    step = 1 << 18  # in slices, so that the temporary arrays stay small
+    for low in range(0, days.height, step):
+        rows = slice(low, low + step)
+        spent[rows] = (through(flag[rows], code[rows])
+                       - through(flag[rows] - window_days, code[rows]))
     return pl.Series("trailing_spend", np.where(spent < 0.0, 0.0, spent))
 
 

@@ -379,8 +379,7 @@ class _Codes:
 
     def flag(self, column: str) -> np.ndarray:
         """The 2-bit code of a flag column (0 null, 1 false, 2 true)."""
-        offset = self.fields[column][3]
-        return ((self.flags >> np.uint64(offset)) & np.uint64(3)).astype(np.uint8)
+        return _flag(self.flags, self.fields[column][3])
 
     def code(self, column: str, rows: np.ndarray | None) -> np.ndarray:
         """The codes of a key column, of the cases ``rows`` (None: all)."""
@@ -419,31 +418,57 @@ def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | N
     for i, (name, flag) in enumerate(flags):
         word = word + (flag.cast(pl.UInt64) + 1).fill_null(0) * pl.lit(1 << (2 * i), pl.UInt64)
         fields[name] = ("flag", None, 2, 2 * i)
-    selected["_flags"] = word
+    selected["_flags"] = word.cast(pl.UInt32 if 2 * len(flags) <= 32 else pl.UInt64)
     selected["_spend"] = pl.col("trailing_spend")
     return lazy.select(**selected), fields
 
 
 def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> _Codes:
-    """Run the pass over the cases and turn integer columns into codes from 1 (0: null)."""
+    """Run the pass over the cases and keep their codes; integer columns become codes from 1.
+
+    The pass is read in batches, each turned into numpy arrays at once (the trailing spend only
+    of the spend table's cases), so that no frame of all cases is ever built.
+    """
     lazy, fields = plan
-    frame = lazy.collect(engine=engine)
-    flags = frame.drop_in_place("_flags").to_numpy()
-    spend = frame.drop_in_place("_spend").to_numpy()
-    codes = _Codes(fields, {}, flags, np.empty(0))
-    codes.spend = spend[codes.flag("_in_spend") == 2]
-    del spend
-    for column in list(frame.columns):
-        values = frame.drop_in_place(column).to_numpy()
+    in_spend = fields["_in_spend"][3]
+    pieces: dict[str, list[np.ndarray]] = {name: [] for name in lazy.collect_schema().names()}
+    for batch in lazy.collect_batches(engine=engine):
+        flags = batch["_flags"].to_numpy()
+        for name in batch.columns:
+            values = batch[name].to_numpy()
+            if name == "_spend":
+                values = values[_flag(flags, in_spend) == 2]
+            pieces[name].append(values)
+        del batch
+    arrays = {}
+    for name, parts in pieces.items():
+        arrays[name] = np.concatenate(parts) if parts else np.empty(0)
+        parts.clear()
+    codes = _Codes(fields, {}, arrays.pop("_flags"), arrays.pop("_spend"))
+    for column, values in arrays.items():
         kind, dtype, _, _ = fields[column]
         if kind == "integer":
             given = codes.flag(f"_given_{column}") == 2
             low = int(values[given].min()) if given.any() else 0
             high = int(values[given].max()) if given.any() else 0
-            values = np.where(given, values.astype(np.int64) - (low - 1), 0).astype(np.uint32)
-            fields[column] = ("integer", dtype, (high - low + 1).bit_length(), low)
+            bits = (high - low + 1).bit_length()
+            values -= np.int32(low - 1)  # in place: 1 .. high - low + 1
+            values[~given] = 0
+            values = values.astype(_unsigned(bits))
+            fields[column] = ("integer", dtype, bits, low)
         codes.arrays[column] = values
     return codes
+
+
+def _flag(flags: np.ndarray, offset: int) -> np.ndarray:
+    """The 2-bit code at ``offset`` of the packed flags (0 null, 1 false, 2 true)."""
+    kind = flags.dtype.type
+    return ((flags >> kind(offset)) & kind(3)).astype(np.uint8)
+
+
+def _unsigned(bits: int) -> type:
+    """The smallest numpy unsigned integer type of ``bits`` bits."""
+    return np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32
 
 
 def _word_layout(codes: _Codes, key: list[str]) -> list[tuple[str, int, int]] | None:
@@ -464,25 +489,26 @@ def _count_words(codes: _Codes, table: str, layout: list[tuple[str, int, int]]
     """The distinct packed keys of one table's cases, sorted, with their counts (and, for the
     spend table, each cell's trailing spend: the same for all its cases)."""
     rows = None if table == "account" else np.flatnonzero(codes.flag(f"_in_{table}") == 2)
-    size = len(codes.flags) if rows is None else len(rows)
-    words = np.zeros(size, dtype=np.uint64)
-    for column, shift, _ in layout:
-        part = codes.code(column, rows).astype(np.uint64)
-        part <<= np.uint64(shift)
-        words |= part
-        del part
+    words = np.zeros(len(codes.flags) if rows is None else len(rows), dtype=np.uint64)
+    for column, _, bits in layout:  # most significant first: shift in each code below the rest
+        np.left_shift(words, np.uint64(bits), out=words)
+        np.bitwise_or(words, codes.code(column, rows), out=words)
     spend = None
     if table == "spend":
         order = np.argsort(words, kind="stable")
         words = words[order]
         spend = codes.spend[order]
+        del order
     else:
         words.sort()
-    starts = np.empty(len(words), dtype=bool)
-    starts[:1] = True
-    np.not_equal(words[1:], words[:-1], out=starts[1:])
-    starts = np.flatnonzero(starts)
-    n = np.diff(np.append(starts, len(words))).astype(np.uint32)
+    boundary = np.empty(len(words), dtype=bool)
+    boundary[:1] = True
+    np.not_equal(words[1:], words[:-1], out=boundary[1:])
+    starts = np.flatnonzero(boundary)
+    del boundary
+    n = np.empty(len(starts), dtype=np.uint32)
+    n[:-1] = np.diff(starts)
+    n[-1:] = len(words) - starts[-1:]
     return words[starts], n, (None if spend is None else spend[starts])
 
 
@@ -511,7 +537,7 @@ def _write_cells_in_row_groups(writers: dict, table: str, path: Path, codes: _Co
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    categories = {c: pa.array(codes.fields[c][1], pa.string())
+    categories = {c: codes.fields[c][1].to_arrow()
                   for c, *_ in layout if codes.fields[c][0] == "enum"}
     for start in range(0, max(len(words), 1), _ROW_GROUP):
         chunk = words[start:start + _ROW_GROUP]
