@@ -596,19 +596,27 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
     values, without repeating them: the two order statistics either side of position
     ``(n - 1) * q`` are found in the cumulative weights.
     """
-    order = np.argsort(values, kind="stable")
+    return weighted_quantiles(values, weights, [q])[0]
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: list[float]
+                       ) -> list[float | None]:
+    """:func:`weighted_quantile` for each of ``qs``, sorting the values once."""
+    order = np.argsort(values)
     values, weights = values[order], weights[order]
     n = int(weights.sum())
     if n == 0:
-        return None
-    position = (n - 1) * q
-    lower_rank, upper_rank = math.floor(position), math.ceil(position)
+        return [None] * len(qs)
     ends = np.cumsum(weights)  # the value at sorted rank r is the first whose end exceeds r
-    lower = float(values[np.searchsorted(ends, lower_rank, side="right")])
-    upper = float(values[np.searchsorted(ends, upper_rank, side="right")])
-    if lower == upper:
-        return lower
-    return (position - lower_rank) * (upper - lower) + lower
+    found: list[float | None] = []
+    for q in qs:
+        position = (n - 1) * q
+        lower_rank, upper_rank = math.floor(position), math.ceil(position)
+        lower = float(values[np.searchsorted(ends, lower_rank, side="right")])
+        upper = float(values[np.searchsorted(ends, upper_rank, side="right")])
+        found.append(lower if lower == upper
+                     else (position - lower_rank) * (upper - lower) + lower)
+    return found
 
 
 def _spend_tiers(days: pl.DataFrame, tiers: int = SPEND_TIERS) -> pl.DataFrame:
@@ -616,13 +624,12 @@ def _spend_tiers(days: pl.DataFrame, tiers: int = SPEND_TIERS) -> pl.DataFrame:
 
     ``days`` holds one row per advertiser and day with its number of ``cases``.
     """
-    spending = days.filter(pl.col("trailing_spend") > 0).sort("trailing_spend")
+    spending = days.select("trailing_spend", "cases").filter(pl.col("trailing_spend") > 0)
     values = spending["trailing_spend"].to_numpy()
     weights = spending["cases"].to_numpy()
     spend = pl.col("trailing_spend")
     tier = pl.lit(1, pl.Int8)
-    for i in range(1, tiers):
-        cut = weighted_quantile(values, weights, i / tiers)
+    for cut in weighted_quantiles(values, weights, [i / tiers for i in range(1, tiers)]):
         if cut is not None:
             tier = tier + (spend > cut).cast(pl.Int8)
     return days.with_columns(

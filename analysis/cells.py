@@ -408,7 +408,7 @@ def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | N
             selected[column] = (value.to_physical().cast(pl.UInt32) + 1).fill_null(0).cast(small)
         elif dtype in _INTEGER_TYPES:
             fields[column] = ("integer", dtype, 0, 0)  # bits and offset from the data
-            selected[column] = value.to_physical().cast(pl.Int32).fill_null(0)
+            selected[column] = value.to_physical().fill_null(0)
             flags.append((f"_given_{column}", value.is_not_null()))
         else:
             return None
@@ -452,7 +452,7 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
             low = int(values[given].min()) if given.any() else 0
             high = int(values[given].max()) if given.any() else 0
             bits = (high - low + 1).bit_length()
-            values -= np.int32(low - 1)  # in place: 1 .. high - low + 1
+            values = values.astype(np.int64) - (low - 1)  # 1 .. high - low + 1
             values[~given] = 0
             values = values.astype(_unsigned(bits))
             fields[column] = ("integer", dtype, bits, low)
@@ -566,7 +566,8 @@ def _write_cells_in_row_groups(writers: dict, table: str, path: Path, codes: _Co
         if table not in writers:
             writers[table] = pq.ParquetWriter(
                 path, frame.schema, compression="zstd", store_schema=False,
-                use_dictionary=list(categories), dictionary_pagesize_limit=1 << 26)
+                use_dictionary=list(categories), dictionary_pagesize_limit=1 << 26,
+                write_statistics=False)
         writers[table].write_table(frame)
 
 
