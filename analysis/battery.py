@@ -312,16 +312,21 @@ def with_codes(data: Cells) -> Cells:
     """
     frames = {name: getattr(data, name) for name in ("cases", "account", "spend", "appeal",
                                                      "event")}
-    text = sorted({column for frame in frames.values() for column, dtype in frame.schema.items()
-                   if dtype in (pl.String, pl.Categorical)})
-    if not text:
-        return data
+    # The text keys of the cell tables; other text columns of the cases (case ids) stay as they are.
+    keys = sorted({column for name, frame in frames.items() if name != "cases"
+                   for column, dtype in frame.schema.items()
+                   if dtype in (pl.String, pl.Categorical, pl.Enum)})
     coded = []
-    for column in text:
-        values = (pl.concat([frame.select(pl.col(column).cast(pl.String)).unique()
-                             for frame in frames.values() if column in frame.columns])
-                  .unique().drop_nulls().sort(column).get_column(column))
-        enum = pl.col(column).cast(pl.String).cast(pl.Enum(values))
+    for column in keys:
+        types = {frame.schema[column] for frame in frames.values() if column in frame.columns}
+        (only,) = types if len(types) == 1 else (None,)
+        if isinstance(only, pl.Enum) and only.categories.is_sorted():
+            enum = pl.col(column)  # already coded, e.g. by attribute(..., categorical=True)
+        else:
+            values = (pl.concat([frame.select(pl.col(column).cast(pl.String)).unique()
+                                 for frame in frames.values() if column in frame.columns])
+                      .unique().drop_nulls().sort(column).get_column(column))
+            enum = pl.col(column).cast(pl.String).cast(pl.Enum(values))
         coded.append((column, enum.to_physical() if column == "account_id" else enum))
     return replace(data, **{
         name: frame.with_columns(expr for column, expr in coded if column in frame.columns)

@@ -18,7 +18,10 @@ On a world written by ``bench/generate.py`` this times
 It then checks that the cells give the same coefficients and clustered standard errors as the
 rows (relative difference below 1e-6) and prints the times. Building the cells, the battery and
 the models run in three child processes, one after the other, so that each has the memory to
-itself (the battery's ``directive_did`` alone needs about 20 GB on the 10M world).
+itself and its peak resident memory can be read.
+
+The stored cells are read back with their text keys as sorted Enums, which is how
+``analysis.pipeline.collect_cells`` hands them to the battery in ``levelfield analyze``.
 
 Usage::
 
@@ -90,8 +93,16 @@ def stored_cells(work: Path):
     from analysis.cells import read_cells
 
     tables = read_cells(work)
-    return Cells(pl.read_parquet(work / "cox_rows.parquet"), tables.account, tables.spend,
-                 tables.appeal, tables.event)
+    cells = Cells(pl.read_parquet(work / "cox_rows.parquet"), tables.account, tables.spend,
+                  tables.appeal, tables.event)
+    # Text keys as sorted Enums, as collect_cells returns them from the attributed cases.
+    frames = [cells.cases, cells.account, cells.spend, cells.appeal, cells.event]
+    types = {}
+    for column in ("account_id", "policy", "severity_band"):
+        values = pl.concat([f.select(column).unique() for f in frames if column in f.columns])
+        types[column] = pl.Enum(values.unique().sort(column).get_column(column))
+    return Cells(*[f.with_columns(pl.col(c).cast(t) for c, t in types.items() if c in f.columns)
+                   for f in frames])
 
 
 def battery(work: Path) -> None:

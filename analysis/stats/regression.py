@@ -605,9 +605,9 @@ def _codes(column: pl.Series) -> np.ndarray:
         return column.cast(pl.Int64).to_numpy()
     if isinstance(column.dtype, pl.Enum):
         # The categories are fixed by the type, so their numbers do not depend on the rows.
-        physical = column.to_physical().cast(pl.Int64).to_numpy()
-        present = np.bincount(physical, minlength=len(column.dtype.categories)) > 0
-        return (np.cumsum(present) - 1)[physical]
+        return _dense(column.to_physical().cast(pl.Int64).to_numpy())
+    if column.dtype.is_integer() and column.len() and column.max() - column.min() < 10_000_000:
+        return _dense(column.cast(pl.Int64).to_numpy() - column.min())
     if column.dtype == pl.Categorical:
         column = column.cast(pl.String)  # sort by the text, not by the order categories appeared
     if column.dtype == pl.String and column.n_unique() <= 1_000:
@@ -617,17 +617,29 @@ def _codes(column: pl.Series) -> np.ndarray:
     return column.rank("dense").cast(pl.Int64).to_numpy() - 1
 
 
+def _dense(values: np.ndarray) -> np.ndarray:
+    """Whole numbers 0..M renumbered 0..K-1 in their order, skipping the values absent."""
+    present = np.bincount(values) > 0
+    return (np.cumsum(present) - 1)[values]
+
+
 def _patterns(cells: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Index of each cell's covariate pattern, and the first cell of each pattern, in the sort
-    order of the patterns (the model's columns compared one after the other)."""
+    """Index of each cell's covariate pattern, and one cell of each pattern, in the sort order
+    of the patterns (the model's columns compared one after the other)."""
     if not columns:
         return np.zeros(cells.height, dtype=np.int64), np.zeros(1, dtype=np.int64)
     codes = [_codes(cells.get_column(column)) for column in columns]
     sizes = [int(code.max()) + 1 for code in codes]
-    if float(np.prod([float(size) for size in sizes])) < 2.0**62:
+    combinations = float(np.prod([float(size) for size in sizes]))
+    if combinations < 2.0**62:
         key = codes[0].astype(np.int64)
         for code, size in zip(codes[1:], sizes[1:], strict=True):
             key = key * size + code
+        if combinations <= max(10.0 * key.size, 1e6):  # few combinations: count, do not sort
+            pattern = _dense(key)
+            first = np.empty(int(pattern.max()) + 1, dtype=np.int64)
+            first[pattern] = np.arange(key.size)  # any row of a pattern stands for all of them
+            return pattern, first
         _, first, pattern = np.unique(key, return_index=True, return_inverse=True)
     else:  # too many combinations for one integer: compare the code columns row by row
         _, first, pattern = np.unique(np.column_stack(codes), axis=0, return_index=True,
@@ -636,15 +648,16 @@ def _patterns(cells: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, 
 
 
 def _cluster_scores(cluster: np.ndarray, pattern: np.ndarray, s: np.ndarray, n: np.ndarray,
-                    x: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Per cluster, the sum of its cases' scores x * (y - mean): one row per cluster.
+                    mean: np.ndarray) -> sparse.csr_array:
+    """Per cluster and pattern, the sum of the cases' residuals y - mean (clusters x patterns).
 
     Cases of one cluster and one covariate pattern share their covariates and fitted mean, so
-    their scores sum to the pattern's covariates times (outcomes - cases x mean). The outcomes and
+    their scores x * (y - mean) sum to the pattern's covariates times (outcomes - cases x mean):
+    the cluster's score sum is this matrix times the patterns' covariates. The outcomes and
     cases are first added up per (cluster, pattern), in integers when they are whole numbers, and
     laid out in (cluster, pattern) order, so the sums do not depend on the order of the cells.
     """
-    shape = (int(cluster.max()) + 1, x.shape[0])
+    shape = (int(cluster.max()) + 1, mean.size)
     whole = bool(np.all(s == np.round(s)) and np.all(n == np.round(n)))
     dtype = np.int64 if whole else np.float64
 
@@ -655,7 +668,13 @@ def _cluster_scores(cluster: np.ndarray, pattern: np.ndarray, s: np.ndarray, n: 
 
     successes, trials = per_pair(s), per_pair(n)
     residual = successes.data - trials.data * mean[trials.indices]
-    return sparse.csr_array((residual, trials.indices, trials.indptr), shape=shape) @ x
+    return sparse.csr_array((residual, trials.indices, trials.indptr), shape=shape)
+
+
+def _meat(residuals: sparse.csr_array, x: np.ndarray) -> np.ndarray:
+    """Sum over clusters of the outer product of the cluster's score sum: S'S with S = R X."""
+    scores = residuals @ x
+    return scores.T @ scores
 
 
 def _fit_cells(
@@ -728,8 +747,7 @@ def _fit_cells(
         n_clusters = int(codes.max()) + 1
         if n_clusters < 2:
             raise ValueError(f"cluster-robust errors need at least 2 clusters of {cluster!r}")
-        cluster_scores = _cluster_scores(codes, pattern, s_cells, n_cells, x, mean)
-        meat = cluster_scores.T @ cluster_scores
+        meat = _meat(_cluster_scores(codes, pattern, s_cells, n_cells, mean), x)
         factor = n_clusters / (n_clusters - 1.0) * (n_total - 1.0) / (n_total - k)
         cov = factor * bread @ meat @ bread
         cov_type = "cluster"

@@ -36,6 +36,7 @@ import polars as pl
 
 from analysis.stats.frames import as_lazy as _as_lazy
 import statsmodels.api as sm
+from scipy import sparse
 from scipy import stats as sps
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
@@ -184,9 +185,9 @@ def odds_ratio(
             details=details,
         )
 
-    per_cluster = _two_by_two(data, [cluster], group, outcome)
     jack = _jackknife_log_mh(
-        per_cluster.with_columns(pl.lit(0, dtype=pl.Int64).alias("_stratum_index")),
+        *_cells_by_cluster(data, cluster=cluster, stratum=np.zeros(data.height, dtype=np.int64),
+                           group=group, outcome=outcome),
         cluster=cluster,
         totals=np.array([[a, b, c, d]]) + add,
     )
@@ -398,16 +399,23 @@ def mantel_haenszel(
             details=details,
         )
 
-    per_cell = _two_by_two(data, [cluster, *strata_cols], group, outcome)
-    stratum_index = (
-        by_stratum.select(strata_cols)
-        .filter(pl.Series(informative))
-        .with_row_index("_stratum_index")
-        .with_columns(pl.col("_stratum_index").cast(pl.Int64))
+    from analysis.stats.regression import _patterns
+
+    # Each row's index among the informative strata (-1 for the others), via its pattern of
+    # strata values: a lookup in the small table of strata, not a join of all rows.
+    pattern, first = _patterns(data, strata_cols)
+    informative_index = by_stratum.select(strata_cols).with_columns(
+        pl.Series("_stratum_index", np.where(informative, np.cumsum(informative) - 1, -1)))
+    pattern_index = (
+        data.select(strata_cols)[first]
+        .join(informative_index, on=strata_cols, how="left", maintain_order="left")
+        .get_column("_stratum_index").to_numpy()
     )
-    per_cell = per_cell.join(stratum_index, on=strata_cols, how="inner")
     totals = np.column_stack([a, b, c, d])
-    jack = _jackknife_log_mh(per_cell, cluster=cluster, totals=totals)
+    jack = _jackknife_log_mh(
+        *_cells_by_cluster(data, cluster=cluster, stratum=pattern_index[pattern], group=group,
+                           outcome=outcome),
+        cluster=cluster, totals=totals)
     se = jack["se"]
     lo, hi, p = _wald(log_or, se, z)
     details["jackknife_undefined_replicates"] = jack["undefined"]
@@ -894,28 +902,57 @@ def _breslow_day(
     }
 
 
+def _cells_by_cluster(
+    data: pl.DataFrame, *, cluster: str, stratum: np.ndarray, group: str, outcome: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells a, b, c, d per (cluster, stratum), in (cluster, stratum) order.
+
+    ``stratum`` gives each row's index among the analysed strata (-1: not analysed). Returns the
+    cluster codes (in the sort order of the cluster values), the stratum indexes and an array of
+    the four cells, one row per (cluster, stratum) pair present. Sums are of whole numbers when
+    the weights are (in integers), and in a fixed order otherwise, so they never depend on the
+    order of the rows; the sparse layout costs a pass over the rows instead of a group-by.
+    """
+    from analysis.stats.regression import _codes
+
+    keep = stratum >= 0
+    g = _codes(data.get_column(cluster))[keep]
+    k = stratum[keep]
+    in_group = data.get_column(group).to_numpy()[keep]
+    is_outcome = data.get_column(outcome).to_numpy()[keep]
+    w = data.get_column("_w").to_numpy()[keep]
+    shape = (int(g.max()) + 1 if g.size else 0, int(stratum.max()) + 1)
+    sums = []
+    for selected in (in_group & is_outcome, in_group & ~is_outcome, ~in_group & is_outcome,
+                     ~in_group & ~is_outcome):
+        matrix = sparse.coo_array((np.where(selected, w, 0), (g, k)), shape=shape).tocsr()
+        matrix.sum_duplicates()  # canonical: strata sorted within each cluster
+        sums.append(matrix)
+    g_index = np.repeat(np.arange(shape[0]), np.diff(sums[0].indptr))
+    return g_index, sums[0].indices.astype(np.int64), np.column_stack([m.data for m in sums])
+
+
 def _jackknife_log_mh(
-    per_cell: pl.DataFrame, *, cluster: str, totals: np.ndarray
+    g_index: np.ndarray, k_index: np.ndarray, cells: np.ndarray, *, cluster: str,
+    totals: np.ndarray
 ) -> dict[str, Any]:
     """Delete-one-cluster jackknife of the log Mantel–Haenszel odds ratio.
 
-    ``per_cell`` has one row per (cluster, stratum) with cells a, b, c, d and ``_stratum_index``
-    pointing into ``totals`` (K × 4 stratum totals, informative strata only). Leaving out cluster g
-    changes only the strata it appears in, so its replicate is the full sums Σ a·d/n and Σ b·c/n
-    minus, for each of its strata, the stratum's term before removal and plus the term after
-    removal. All replicates come from a few vectorised operations over the (cluster, stratum) rows.
+    ``cells`` has one row per (cluster, stratum) with cells a, b, c, d, from
+    :func:`_cells_by_cluster`; ``k_index`` points into ``totals`` (K × 4 stratum totals,
+    informative strata only). Leaving out cluster g changes only the strata it appears in, so its
+    replicate is the full sums Σ a·d/n and Σ b·c/n minus, for each of its strata, the stratum's
+    term before removal and plus the term after removal. All replicates come from a few
+    vectorised operations over the (cluster, stratum) rows.
     """
     # Clusters without cases in the analysed strata (e.g. explicit zero-count cells) are not units
     # of the analysis, so they must not inflate G.
-    rows = (
-        per_cell.filter(pl.sum_horizontal(_CELLS) > 0)
-        .sort([cluster, "_stratum_index"])
-        .with_columns((pl.col(cluster).rank("dense").cast(pl.Int64) - 1).alias("_cluster_index"))
-    )
-    g_index = rows.get_column("_cluster_index").to_numpy()
-    k_index = rows.get_column("_stratum_index").to_numpy()
-    a, b, c, d = (rows.get_column(k).to_numpy().astype(float) for k in _CELLS)
-    n_clusters = int(g_index.max()) + 1
+    present = cells.sum(axis=1) > 0
+    g_index, k_index = g_index[present], k_index[present]
+    a, b, c, d = (cells[present, j].astype(float) for j in range(4))
+    # Renumber the clusters left 0..G-1 (g_index is sorted).
+    g_index = np.cumsum(np.r_[True, g_index[1:] != g_index[:-1]]) - 1 if g_index.size else g_index
+    n_clusters = int(g_index.max()) + 1 if g_index.size else 0
     if n_clusters < 2:
         raise ValueError(
             f"The jackknife over {cluster!r} needs at least two clusters in the analysed data; "
