@@ -311,12 +311,15 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     """
     import pyarrow.parquet as pq
 
+    from analysis.attribute import few_row_groups_ahead
+
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     plan = _code_plan(cases)
     if plan is None:
         return write_cells(build_cells(cases, engine=engine), out)
-    codes = _case_codes(plan, engine=engine)
+    with few_row_groups_ahead():
+        codes = _case_codes(plan, engine=engine)
     layouts = {name: _word_layout(codes, key) for name, key in _TABLE_KEYS.items()}
     if any(layout is None for layout in layouts.values()):
         return write_cells(build_cells(cases, engine=engine), out)
@@ -431,7 +434,8 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
     """
     lazy, fields = plan
     in_spend = fields["_in_spend"][3]
-    pieces: dict[str, list[np.ndarray]] = {name: [] for name in lazy.collect_schema().names()}
+    schema = lazy.collect_schema()
+    pieces: dict[str, list[np.ndarray]] = {name: [] for name in schema.names()}
     for batch in lazy.collect_batches(engine=engine):
         flags = batch["_flags"].to_numpy()
         for name in batch.columns:
@@ -442,7 +446,8 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
         del batch
     arrays = {}
     for name, parts in pieces.items():
-        arrays[name] = np.concatenate(parts) if parts else np.empty(0)
+        arrays[name] = (np.concatenate(parts) if parts
+                        else pl.Series(dtype=schema[name]).to_numpy())  # no cases at all
         parts.clear()
     codes = _Codes(fields, {}, arrays.pop("_flags"), arrays.pop("_spend"))
     for column, values in arrays.items():
@@ -452,7 +457,9 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
             low = int(values[given].min()) if given.any() else 0
             high = int(values[given].max()) if given.any() else 0
             bits = (high - low + 1).bit_length()
-            values = values.astype(np.int64) - (low - 1)  # 1 .. high - low + 1
+            wide = np.int32 if bits < 31 else np.int64
+            values = values.astype(wide, copy=values.dtype != wide)  # ours: np.concatenate
+            np.subtract(values, wide(low - 1), out=values)  # 1 .. high - low + 1
             values[~given] = 0
             values = values.astype(_unsigned(bits))
             fields[column] = ("integer", dtype, bits, low)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -77,6 +77,53 @@ def test_packed_keys_sort_and_count_like_plain_columns() -> None:
     # Nulls sort first, Enum text in its (sorted) category order; two gamma rows are one cell.
     assert got["who"].to_list() == [None, "alpha", "alpha", "beta", "gamma"]
     assert got["n"].to_list() == [1, 1, 1, 1, 2]
+
+
+def _random_cases(n: int, seed: int) -> pl.LazyFrame:
+    """Cases with every kind of key column, nulls in each, and spend fixed per account and day."""
+    rng = np.random.default_rng(seed)
+    accounts = pl.Enum([f"acct{i:03d}" for i in range(40)])
+    policies = pl.Enum(["hate", "spam", "violence"])
+    bands = pl.Enum(["high", "low", "medium", "unknown"])
+
+    def maybe_null(values: list, share: float = 0.05) -> list:
+        return [None if rng.random() < share else v for v in values]
+
+    def flags() -> list:
+        return maybe_null(rng.random(n) < 0.5)
+
+    account = rng.integers(0, 40, n)
+    day = rng.integers(0, 60, n)
+    spend = np.where((account * 7 + day) % 5 == 0, 0.0, (account * 100 + day) / 3)
+    return pl.LazyFrame({
+        "account_id": pl.Series(maybe_null([f"acct{a:03d}" for a in account], 0.0), dtype=accounts),
+        "advertiser_account": flags(),
+        "policy": pl.Series(maybe_null(rng.choice(["hate", "spam", "violence"], n).tolist()),
+                            dtype=policies),
+        "severity_band": pl.Series(rng.choice(["high", "low", "medium", "unknown"], n).tolist(),
+                                   dtype=bands),
+        "listed": flags(), "ever_listed": flags(),
+        "is_advertiser": (spend > 0).tolist(),
+        "spend_tier": pl.Series(maybe_null(rng.integers(-2, 5, n).tolist()), dtype=pl.Int8),
+        "enforced": flags(), "appealed": flags(), "reversed": flags(),
+        "flag_date": maybe_null([date(2023, 1, 1) + timedelta(days=int(d)) for d in day]),
+        "directive_date": maybe_null([date(2023, 2, 1)] * n, 0.1),
+        "trailing_spend": spend,
+    })
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_cells_counted_by_sorting_codes_equal_the_polars_group_by(tmp_path, parts) -> None:
+    cases = _random_cases(3_000, seed=parts)
+    sink_cells(cases, tmp_path / "sorted", parts=parts)
+    got, expected = read_cells(tmp_path / "sorted"), build_cells(cases)
+    for name in CELL_TABLES:
+        assert_frame_equal(getattr(got, name), getattr(expected, name), check_exact=True)
+    # No cases at all: four empty tables with the same columns.
+    sink_cells(cases.filter(pl.lit(False)), tmp_path / "empty", parts=parts)
+    empty = read_cells(tmp_path / "empty")
+    for name in CELL_TABLES:
+        assert_frame_equal(getattr(empty, name), getattr(expected, name).clear())
 
 
 def test_weighted_quantile_is_polars_quantile_of_repeated_values() -> None:
