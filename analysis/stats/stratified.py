@@ -636,26 +636,41 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
     """Stratified trend test and OR per score unit, both robust to clustering (see ``trend``)."""
     from analysis.stats.regression import grouped_glm
 
+    from analysis.stats.regression import _codes, _patterns
+
     data = _load(frame, outcome=outcome, flags=[], keys=[*strata, cluster], count=count,
                  scores=[score])
-    k_expr = pl.struct(strata).rank("dense") if strata else pl.lit(1)
-    cells = (
-        data.group_by([*strata, cluster, score])
-        .agg(_x=weight_where(pl.col(outcome)).sum(), _n=pl.col("_w").sum())
-        .filter(pl.col("_n") > 0)
-        .sort([*strata, cluster, score])  # a fixed order, so float sums are reproducible
-        .with_columns(_k=k_expr)
-        .with_columns(
-            _rate=pl.col("_x").sum().over("_k") / pl.col("_n").sum().over("_k"),
-            _mean_score=(pl.col("_n") * pl.col(score)).sum().over("_k")
-            / pl.col("_n").sum().over("_k"),
-        )
-        .with_columns(_u=(pl.col(score) - pl.col("_mean_score"))
-                      * (pl.col("_x") - pl.col("_n") * pl.col("_rate")))
-    )
-    # Summed in numpy, in the sorted order: a parallel group-by would add in varying order.
-    codes = cells.get_column(cluster).rank("dense").to_numpy().astype(np.int64) - 1
-    by_cluster = np.bincount(codes, weights=cells.get_column("_u").to_numpy())
+    data = data.with_columns(_x=weight_where(pl.col(outcome)), _n=pl.col("_w")).filter(
+        pl.col("_n") > 0)
+    # Per stratum: the outcome rate and the mean score, from the (stratum, score) patterns.
+    pattern, first = _patterns(data, [*strata, score])
+    in_stratum = (_patterns(data, strata)[0] if strata
+                  else np.zeros(data.height, dtype=np.int64))[first]
+    x = data.get_column("_x").to_numpy()
+    n = data.get_column("_n").to_numpy()
+    x_p = np.bincount(pattern, weights=x, minlength=first.size)
+    n_p = np.bincount(pattern, weights=n, minlength=first.size)
+    score_p = data.get_column(score).cast(pl.Float64).to_numpy()[first]
+    n_k = np.bincount(in_stratum, weights=n_p)
+    rate = np.bincount(in_stratum, weights=x_p) / n_k
+    mean_score = np.bincount(in_stratum, weights=n_p * score_p) / n_k
+    # Each cluster's contribution: over its (stratum, score) cells, summed in that order (whole
+    # counts added as integers first), so the result does not depend on the order of the rows.
+    codes = _codes(data.get_column(cluster))
+    shape = (int(codes.max()) + 1, first.size)
+    whole = data.schema["_w"].is_integer()
+
+    def per_pair(values: np.ndarray) -> sparse.csr_array:
+        matrix = sparse.coo_array((values.astype(np.int64 if whole else np.float64),
+                                   (codes, pattern)), shape=shape).tocsr()
+        matrix.sum_duplicates()
+        return matrix
+
+    outcomes, cases = per_pair(x), per_pair(n)
+    p = cases.indices
+    k = in_stratum[p]
+    u = (score_p[p] - mean_score[k]) * (outcomes.data - cases.data * rate[k])
+    by_cluster = np.add.reduceat(u, cases.indptr[:-1]) if u.size else u
     g = by_cluster.size
     if g < 2:
         raise ValueError(f"trend: clustering needs at least two clusters in {cluster!r}")
@@ -665,7 +680,7 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
         raise ValueError(f"trend: no trend can be tested: {score!r} or {outcome!r} does not vary "
                          "within any stratum")
     z_trend = u / math.sqrt(variance)
-    fit = grouped_glm(cells, successes="_x", trials="_n", numeric=[score], factors=strata,
+    fit = grouped_glm(data, successes="_x", trials="_n", numeric=[score], factors=strata,
                       cluster=cluster)
     slope = fit.estimate(score, alpha=alpha)
     strata_note = f" within strata of {', '.join(strata)}" if strata else ""
