@@ -18,8 +18,15 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from analysis.cells import account_cells, appeal_cells, event_cells, spend_cells
-from analysis.config import (ALPHA, EQUIVALENCE_MARGIN, EQUIVALENCE_RATIONALE, PERMUTATIONS,
-                             POWER, SEED, TIER_SCORES)
+from analysis.config import (
+    ALPHA,
+    EQUIVALENCE_MARGIN,
+    EQUIVALENCE_RATIONALE,
+    PERMUTATIONS,
+    POWER,
+    SEED,
+    TIER_SCORES,
+)
 from analysis.findings import conclusion
 from analysis.stats.equivalence import tost
 from analysis.stats.multiplicity import adjust_p

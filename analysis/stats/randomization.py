@@ -39,10 +39,15 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from analysis.stats.regression import did
+from analysis.stats.regression import _codes, _patterns, did
 from analysis.stats.result import Estimate
-from analysis.stats.stratified import (_as_list, _check_alpha, _load, mantel_haenszel, odds_ratio,
-                                       weight_where)
+from analysis.stats.stratified import (
+    _as_list,
+    _check_alpha,
+    _load,
+    mantel_haenszel,
+    odds_ratio,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -220,6 +225,7 @@ def permutation_test(
         if name in data.columns:
             raise ValueError(f"Column name {name!r} is used internally; rename it first.")
 
+    data = data.with_columns(pl.Series(_CLUSTER_INDEX, _codes(data.get_column(cluster))))
     accounts = _accounts(data, cluster=cluster, treated=treated, within=within)
     labels = accounts.get_column(treated).to_numpy().astype(bool)
     levels = accounts.get_column("_level").to_numpy()
@@ -230,9 +236,7 @@ def permutation_test(
             f"permutation_test: {treated!r} is {'never' if n_treated == 0 else 'always'} true "
             f"across the {n_clusters} clusters of {cluster!r}, so there is nothing to compare."
         )
-    data = data.join(
-        accounts.select(cluster, _CLUSTER_INDEX), on=cluster, how="left"
-    ).with_columns(
+    data = data.with_columns(
         (pl.col(treated) & pl.col(exposed) if exposed is not None else pl.col(treated)).alias(
             _GROUP
         )
@@ -363,13 +367,14 @@ def _unique(columns: Sequence[str]) -> list[str]:
 def _accounts(
     data: pl.DataFrame, *, cluster: str, treated: str, within: str | None
 ) -> pl.DataFrame:
-    """One row per cluster, sorted by it: its index, treated label and ``within`` level.
+    """One row per cluster, in the order of its index: its treated label and ``within`` level.
 
     Raises a ``ValueError`` naming the clusters where ``treated`` or ``within`` is not constant,
     because reshuffling accounts only makes sense for a label that belongs to the account.
     """
     account_level = [treated] + ([within] if within is not None else [])
-    summary = data.group_by(cluster).agg(
+    summary = data.group_by(_CLUSTER_INDEX).agg(
+        pl.col(cluster).first(),
         *[(pl.col(c).min() != pl.col(c).max()).alias(f"__mixed_{c}") for c in account_level],
         *[pl.col(c).first() for c in account_level],
     )
@@ -386,10 +391,8 @@ def _accounts(
             )
     level = pl.col(within) if within is not None else pl.lit("all")
     return (
-        summary.sort(cluster)
-        .with_row_index(_CLUSTER_INDEX)
+        summary.sort(_CLUSTER_INDEX)
         .with_columns(
-            pl.col(_CLUSTER_INDEX).cast(pl.Int64),
             level.alias("_level_value"),
             (level.rank("dense").cast(pl.Int64) - 1).alias("_level"),
         )
@@ -445,36 +448,18 @@ def _mh_statistic(
     exposed cases without it. Cells c and d follow from the stratum totals, which no reshuffle
     changes. A and B are sparse (an account has cases in few strata).
     """
-    if strata:
-        index = (
-            data.select(strata).unique().sort(strata).with_row_index(_STRATUM_INDEX)
-        ).with_columns(pl.col(_STRATUM_INDEX).cast(pl.Int64))
-        data = data.join(index, on=strata, how="left")
-    else:
-        data = data.with_columns(pl.lit(0, dtype=pl.Int64).alias(_STRATUM_INDEX))
-    y, w = pl.col(outcome), pl.col("_w")
-    e = pl.col(exposed) if exposed is not None else pl.lit(True)
-    cells = (
-        data.group_by([_CLUSTER_INDEX, _STRATUM_INDEX])
-        .agg(
-            weight_where(e & y).sum().alias("_a"),
-            weight_where(e & ~y).sum().alias("_b"),
-            weight_where(y).sum().alias("_m1"),
-            w.sum().alias("_n"),
-        )
-        .sort([_CLUSTER_INDEX, _STRATUM_INDEX])
-    )
-    g = cells.get_column(_CLUSTER_INDEX).to_numpy()
-    k = cells.get_column(_STRATUM_INDEX).to_numpy()
-    n_clusters = int(data.get_column(_CLUSTER_INDEX).max()) + 1
-    n_strata = int(k.max()) + 1
+    k = (_patterns(data, strata)[0] if strata else np.zeros(data.height, dtype=np.int64))
+    g = data.get_column(_CLUSTER_INDEX).to_numpy()
+    y = data.get_column(outcome).to_numpy()
+    e = data.get_column(exposed).to_numpy() if exposed is not None else np.ones(y.size, bool)
+    w = data.get_column("_w").to_numpy()
+    n_clusters, n_strata = int(g.max()) + 1, int(k.max()) + 1
     shape = (n_clusters, n_strata)
-    a_cells = sparse.csr_array((cells.get_column("_a").to_numpy().astype(float), (g, k)), shape)
-    b_cells = sparse.csr_array((cells.get_column("_b").to_numpy().astype(float), (g, k)), shape)
-    m1, total = (
-        np.bincount(k, weights=cells.get_column(c).to_numpy().astype(float), minlength=n_strata)
-        for c in ("_m1", "_n")
-    )
+    # Counts per (cluster, stratum), summed exactly (whole numbers) into a sparse layout.
+    a_cells = sparse.csr_array((np.where(e & y, w, 0).astype(float), (g, k)), shape)
+    b_cells = sparse.csr_array((np.where(e & ~y, w, 0).astype(float), (g, k)), shape)
+    m1 = np.bincount(k, weights=np.where(y, w, 0).astype(float), minlength=n_strata)
+    total = np.bincount(k, weights=w.astype(float), minlength=n_strata)
     m0 = total - m1
     safe_total = np.where(total > 0, total, 1.0)
 
@@ -499,20 +484,14 @@ def _did_statistic(data: pl.DataFrame, *, outcome: str, exposed: str, n_clusters
     Per cluster we need only four sums: outcomes and cases, exposed and not. The treated group's
     sums are the label matrix times these vectors; the others' are the totals minus them.
     """
-    y, w, e = pl.col(outcome), pl.col("_w"), pl.col(exposed)
-    per_cluster = (
-        data.group_by(_CLUSTER_INDEX)
-        .agg(
-            weight_where(e & y).sum().alias("_y1"),
-            weight_where(e).sum().alias("_n1"),
-            weight_where(~e & y).sum().alias("_y0"),
-            weight_where(~e).sum().alias("_n0"),
-        )
-        .sort(_CLUSTER_INDEX)
-    )
-    g = per_cluster.get_column(_CLUSTER_INDEX).to_numpy()
-    sums = np.zeros((n_clusters, 4))
-    sums[g] = per_cluster.select("_y1", "_n1", "_y0", "_n0").to_numpy().astype(float)
+    g = data.get_column(_CLUSTER_INDEX).to_numpy()
+    y = data.get_column(outcome).to_numpy()
+    e = data.get_column(exposed).to_numpy()
+    w = data.get_column("_w").to_numpy().astype(float)
+    sums = np.column_stack([
+        np.bincount(g, weights=np.where(selected, w, 0.0), minlength=n_clusters)
+        for selected in (e & y, e, ~e & y, ~e)
+    ])
     totals = sums.sum(axis=0)
 
     def difference(block: sparse.csr_array) -> np.ndarray:

@@ -35,12 +35,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import polars as pl
+from scipy import linalg, sparse, special, stats
 
 from analysis.stats.frames import as_lazy as _as_lazy
-import statsmodels.api as sm
-from scipy import linalg, sparse, special, stats
-from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
-
 from analysis.stats.result import Estimate
 
 __all__ = ["GroupedFit", "did", "event_study", "grouped_glm", "logistic"]

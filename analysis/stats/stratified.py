@@ -33,13 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-
-from analysis.stats.frames import as_lazy as _as_lazy
 import statsmodels.api as sm
 from scipy import sparse
 from scipy import stats as sps
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
+from analysis.stats.frames import as_lazy as _as_lazy
 from analysis.stats.result import Estimate
 
 if TYPE_CHECKING:
@@ -634,9 +633,7 @@ def trend(
 def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str],
                      count: str | None, cluster: str, alpha: float) -> Estimate:
     """Stratified trend test and OR per score unit, both robust to clustering (see ``trend``)."""
-    from analysis.stats.regression import grouped_glm
-
-    from analysis.stats.regression import _codes, _patterns
+    from analysis.stats.regression import _codes, _patterns, grouped_glm
 
     data = _load(frame, outcome=outcome, flags=[], keys=[*strata, cluster], count=count,
                  scores=[score])

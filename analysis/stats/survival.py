@@ -32,11 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
-
-from analysis.stats.frames import as_lazy as _as_lazy
 from scipy import stats as sps
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
+from analysis.stats.frames import as_lazy as _as_lazy
 from analysis.stats.result import Estimate
 
 if TYPE_CHECKING:
