@@ -54,6 +54,13 @@ _TRIALS = "_lf_trials"
 # share of its own variation is treated as collinear with them.
 _COLLINEAR_TOLERANCE = 1e-10
 
+# Covariate patterns are found by counting (no sort) when their possible combinations number at
+# most this many, or this many per cell; by sorting one packed integer per cell when they fit in
+# 62 bits; else by comparing the columns row by row.
+_COUNTING_LIMIT = 1_000_000
+_COUNTING_PER_CELL = 10
+_PACKED_LIMIT = 2.0**62
+
 # Fitted probabilities this close to 0 or 1 mean the outcome is perfectly predicted somewhere.
 _SEPARATION_TOLERANCE = 1e-9
 
@@ -628,11 +635,11 @@ def _patterns(cells: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, 
     codes = [_codes(cells.get_column(column)) for column in columns]
     sizes = [int(code.max()) + 1 for code in codes]
     combinations = float(np.prod([float(size) for size in sizes]))
-    if combinations < 2.0**62:
+    if combinations < _PACKED_LIMIT:
         key = codes[0].astype(np.int64)
         for code, size in zip(codes[1:], sizes[1:], strict=True):
             key = key * size + code
-        if combinations <= max(10.0 * key.size, 1e6):  # few combinations: count, do not sort
+        if combinations <= max(_COUNTING_PER_CELL * key.size, _COUNTING_LIMIT):
             pattern = _dense(key)
             first = np.empty(int(pattern.max()) + 1, dtype=np.int64)
             first[pattern] = np.arange(key.size)  # any row of a pattern stands for all of them

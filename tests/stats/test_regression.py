@@ -458,3 +458,23 @@ def test_pandas_input_is_accepted_by_grouped_glm():
     fit = grouped_glm(CELLS.to_pandas(), successes="enforced", trials="cases", **MODEL)
     reference = grouped_glm(CELLS, successes="enforced", trials="cases", **MODEL)
     assert np.array_equal(fit.params, reference.params)
+
+
+def test_patterns_by_counting_and_by_sorting_agree(monkeypatch):
+    from analysis.stats import regression
+
+    frame = CASES.with_columns(spend=pl.col("log_spend") * 1.5 + pl.col("band").str.len_chars())
+    columns = ["spend", "policy", "band"]
+    counted, first_counted = regression._patterns(frame, columns)
+    monkeypatch.setattr(regression, "_COUNTING_LIMIT", 0)
+    monkeypatch.setattr(regression, "_COUNTING_PER_CELL", 0)
+    packed, first_packed = regression._patterns(frame, columns)
+    monkeypatch.setattr(regression, "_PACKED_LIMIT", 0.0)
+    row_by_row, first_row_by_row = regression._patterns(frame, columns)
+    assert np.array_equal(counted, packed) and np.array_equal(counted, row_by_row)
+    # the representative rows may differ, but they show the same values
+    for first in (first_packed, first_row_by_row):
+        assert frame.select(columns)[first_counted].equals(frame.select(columns)[first])
+    # patterns are numbered in the sort order of their values
+    expected = frame.select(columns).unique().sort(columns)
+    assert frame.select(columns)[first_counted].equals(expected)
