@@ -716,7 +716,9 @@ def _load(
         pl.col(event).cast(pl.Boolean).alias(_EVENT),
         pl.col(group).cast(pl.Boolean).alias(_GROUP),
         (_codes(strata, schema) if strata else pl.lit(0, dtype=pl.Int64)).alias(_STRATUM),
-        (pl.int_range(pl.len()) if cluster is None else _codes([cluster], schema))
+        (pl.int_range(pl.len()) if cluster is None
+         # whole-number ids are used as they are: they are numbered 0..G-1 below, after sampling
+         else pl.col(cluster) if schema[cluster].is_integer() else _codes([cluster], schema))
         .cast(pl.Int64)
         .alias(_CLUSTER),
     ).collect()
