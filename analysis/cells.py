@@ -12,13 +12,17 @@ cells and ``event`` cells (the event study). :func:`cell_plans` writes the four 
 lazy queries over the lazy attributed cases; :func:`build_cells` runs them together in one
 streaming pass (``pl.collect_all``: the cases are produced once and fed to all four
 aggregations), so the cases frame is never held in memory. :func:`write_cells` and
-:func:`read_cells` store them as a folder of Parquet files, one per table, which is what
-``levelfield cells`` writes.
+:func:`read_cells` store them as a folder of Parquet files, one per table.
+
+``levelfield cells`` runs :func:`sink_cells`, which gives the same files faster and in less
+memory: it keeps a few bytes of integer codes per case, counts each table by sorting packed
+64-bit keys in numpy, and writes the text columns as Parquet dictionary indices.
 """
 
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -328,14 +332,22 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        for low, high in itertools.pairwise(bounds):
-            part = codes.accounts(low, high) if parts > 1 else codes
-            for name, path in zip(CELL_TABLES, paths, strict=True):
-                words, n, spend = _count_words(part, name, layouts[name])
-                _write_cells_in_row_groups(writers, name, path, codes, layouts[name], words, n,
-                                           spend)
-                del words, n, spend
-            del part
+        # Each table is written in a second thread while the next is counted (both mostly run
+        # outside the GIL); one table waits to be written at a time, which bounds the memory.
+        with ThreadPoolExecutor(max_workers=1) as writing:
+            written = None
+            for low, high in itertools.pairwise(bounds):
+                part = codes.accounts(low, high) if parts > 1 else codes
+                for name, path in zip(CELL_TABLES, paths, strict=True):
+                    counted = _count_words(part, name, layouts[name])
+                    if written is not None:
+                        written.result()
+                    written = writing.submit(_write_cells_in_row_groups, writers, name, path,
+                                             codes, layouts[name], *counted)
+                    del counted
+                del part
+            if written is not None:
+                written.result()
     finally:
         for writer in writers.values():
             writer.close()
@@ -351,9 +363,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
 # significant first, packed into one unsigned 64-bit word, sort like the key itself; equal words
 # are one cell.
 
-#: Key columns that are per-case Booleans, and the flags that pick the cases of each table.
-_FLAG_COLUMNS = ("advertiser_account", "listed", "ever_listed", "post", "is_advertiser",
-                 "enforced", "reversed")
+#: Key column types coded by their offset from the smallest value present.
 _INTEGER_TYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Date)
 
 
