@@ -94,3 +94,26 @@ def test_null_world_rejection_rate_is_near_alpha(tmp_path) -> None:
         rejections.append(by_id(analyze(folder))["listed_adjusted"].p_value < 0.05)
     # Binomial(40, 0.05): P(more than 6 rejections) < 0.01.
     assert np.sum(rejections) <= 6
+
+
+def test_with_codes_numbers_accounts_in_sort_order_and_keeps_labels() -> None:
+    import polars as pl
+
+    from analysis.battery import Cells, with_codes
+
+    def table(ids, policies):
+        return pl.DataFrame({"account_id": ids, "policy": policies, "n": [1] * len(ids)})
+
+    cells = Cells(cases=table(["b9", "a1"], ["spam", "hate"]),
+                  account=table(["c3", "a1", "b9"], ["spam", "spam", "fraud"]),
+                  spend=table(["a1"], ["hate"]), appeal=table(["b9"], ["spam"]),
+                  event=table(["c3"], ["fraud"]))
+    coded = with_codes(cells)
+    # ids a1 < b9 < c3 are numbered 0, 1, 2 in every table
+    assert coded.account["account_id"].to_list() == [2, 0, 1]
+    assert coded.cases["account_id"].to_list() == [1, 0]
+    # labels keep their text, in a sorted Enum shared by all tables
+    assert coded.account["policy"].dtype == pl.Enum(["fraud", "hate", "spam"])
+    assert coded.spend["policy"].cast(pl.String).to_list() == ["hate"]
+    # already coded cells are left as they are
+    assert with_codes(coded).account.equals(coded.account)
