@@ -340,6 +340,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                 part = codes.accounts(low, high) if parts > 1 else codes
                 for name, path in zip(CELL_TABLES, paths, strict=True):
                     counted = _count_words(part, name, layouts[name])
+                    part.forget(_needed_after(name))  # (a part's own copy when parts > 1)
                     if written is not None:
                         written.result()
                     written = writing.submit(_write_cells_in_row_groups, writers, name, path,
@@ -390,6 +391,13 @@ class _Codes:
         return _Codes(self.fields, {c: a[keep] for c, a in self.arrays.items()},
                       self.flags[keep], self.spend[keep[in_spend]])
 
+    def forget(self, needed: set[str]) -> None:
+        """Let go of the codes of columns that are not ``needed`` any more."""
+        for column in [c for c in self.arrays if c not in needed]:
+            del self.arrays[column]
+        if "_in_spend" not in needed:
+            self.spend = self.spend[:0]
+
     def flag(self, column: str) -> np.ndarray:
         """The 2-bit code of a flag column (0 null, 1 false, 2 true)."""
         return _flag(self.flags, self.fields[column][3])
@@ -398,6 +406,12 @@ class _Codes:
         """The codes of a key column, of the cases ``rows`` (None: all)."""
         codes = self.flag(column) if self.fields[column][0] == "flag" else self.arrays[column]
         return codes if rows is None else codes[rows]
+
+
+def _needed_after(table: str) -> set[str]:
+    """The columns whose codes the tables counted after ``table`` still read."""
+    later = CELL_TABLES[CELL_TABLES.index(table) + 1:]
+    return {c for name in later for c in _TABLE_KEYS[name]} | {f"_in_{name}" for name in later}
 
 
 def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | None:
@@ -439,8 +453,9 @@ def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | N
 def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> _Codes:
     """Run the pass over the cases and keep their codes; integer columns become codes from 1.
 
-    The pass is read in batches, each turned into numpy arrays at once (the trailing spend only
-    of the spend table's cases), so that no frame of all cases is ever built.
+    The pass is read in batches, each copied into numpy arrays at once (the trailing spend only
+    of the spend table's cases), so that no frame of all cases is ever built, and the batches'
+    memory goes back to polars for the next batches rather than staying with the codes.
     """
     lazy, fields = plan
     in_spend = fields["_in_spend"][3]
@@ -450,9 +465,8 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
         flags = batch["_flags"].to_numpy()
         for name in batch.columns:
             values = batch[name].to_numpy()
-            if name == "_spend":
-                values = values[_flag(flags, in_spend) == 2]
-            pieces[name].append(values)
+            pieces[name].append(values[_flag(flags, in_spend) == 2] if name == "_spend"
+                                else np.array(values, copy=True))
         del batch
     arrays = {}
     for name, parts in pieces.items():
@@ -523,10 +537,12 @@ def _count_words(codes: _Codes, table: str, layout: list[tuple[str, int, int]]
     np.not_equal(words[1:], words[:-1], out=boundary[1:])
     starts = np.flatnonzero(boundary)
     del boundary
+    cells, size = words[starts], len(words)
+    del words  # before the counts, to keep the peak low
     n = np.empty(len(starts), dtype=np.uint32)
-    n[:-1] = np.diff(starts)
-    n[-1:] = len(words) - starts[-1:]
-    return words[starts], n, (None if spend is None else spend[starts])
+    np.subtract(starts[1:], starts[:-1], out=n[:-1], casting="unsafe")
+    n[-1:] = size - starts[-1:]
+    return cells, n, (None if spend is None else spend[starts])
 
 
 def _arrow_integer(dtype: pl.DataType):
