@@ -293,8 +293,10 @@ def command(name: str, data: Path, out: Path) -> list[str]:
     return [sys.executable, __file__, "--child", name, "--data", str(data), "--work", str(out)]
 
 
-def measure(name: str, data: Path, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (GB) of one implementation, run in a child process."""
+def measure(name: str, data: Path, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (GB) and CPU seconds (user + system) of one implementation, run
+    in a child process. On a machine shared with other work the CPU time varies less than the
+    wall time, so it helps to read the ratios."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     started = time.perf_counter()
@@ -304,7 +306,8 @@ def measure(name: str, data: Path, out: Path) -> tuple[float, float]:
     wall = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{name} failed (exit {os.waitstatus_to_exitcode(status)})")
-    return wall, usage.ru_maxrss / 1024 / 1024  # ru_maxrss is in KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024 / 1024, cpu  # ru_maxrss is in KiB on Linux
 
 
 def same_cells(reference: Path, other: Path) -> str:
@@ -342,19 +345,23 @@ def main() -> None:
     names = [n for n in args.only.split(",") if n]
     rows = {}
     for name in names:
-        wall, rss = measure(name, data, args.work / name)
-        rows[name] = (wall, rss)
-        print(f"{name}: {wall:.1f} s, peak RSS {rss:.2f} GB", file=sys.stderr, flush=True)
+        wall, rss, cpu = measure(name, data, args.work / name)
+        rows[name] = (wall, rss, cpu)
+        print(f"{name}: {wall:.1f} s, peak RSS {rss:.2f} GB, CPU {cpu:.1f} s", file=sys.stderr,
+              flush=True)
     cases = pl.scan_parquet(data / "enforcement.parquet").select(pl.len()).collect().item()
     lines = [f"World {data.name}: {cases:,} cases; {os.cpu_count()} cores.", "",
-             "| implementation | wall s | peak RSS GB | wall / DuckDB | RSS / DuckDB | same cells |",
-             "|---|---:|---:|---:|---:|---|"]
+             ("| implementation | wall s | peak RSS GB | CPU s | wall / DuckDB | RSS / DuckDB "
+              "| CPU / DuckDB | same cells |"),
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     base = rows.get("duckdb")
-    for name, (wall, rss) in rows.items():
-        ratio = (f"{wall / base[0]:.2f}", f"{rss / base[1]:.2f}") if base else ("", "")
+    for name, (wall, rss, cpu) in rows.items():
+        ratio = ((f"{wall / base[0]:.2f}", f"{rss / base[1]:.2f}", f"{cpu / base[2]:.2f}")
+                 if base else ("", "", ""))
         same = ("" if name == "floor" or "levelfield" not in rows or name == "levelfield"
                 else same_cells(args.work / "levelfield", args.work / name))
-        lines.append(f"| {name} | {wall:.1f} | {rss:.2f} | {ratio[0]} | {ratio[1]} | {same} |")
+        lines.append(f"| {name} | {wall:.1f} | {rss:.2f} | {cpu:.1f} | {ratio[0]} | {ratio[1]} "
+                     f"| {ratio[2]} | {same} |")
     text = "\n".join(lines) + "\n"
     (args.work / "results.md").write_text(text, encoding="utf-8")
     print(text)
