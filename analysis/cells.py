@@ -21,7 +21,6 @@ memory: it keeps a few bytes of integer codes per case, counts each table by sor
 
 from __future__ import annotations
 
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,9 @@ APPEAL_KEY = ["account_id", "policy", "listed", "reversed"]
 EVENT_KEY = ["account_id", "ever_listed", "event_month", "policy", "severity_band", "enforced"]
 #: Cases per part of the accounts in ``levelfield cells`` (:func:`sink_cells`): bounds memory.
 CASES_PER_PART = 10_000_000
+#: Cases counted at a time by :func:`sink_cells` (a range of accounts): bounds the memory of
+#: the sorts.
+_CASES_PER_RANGE = 2_000_000
 #: The cell tables, in the order :func:`cell_plans` returns them.
 CELL_TABLES = ("account", "spend", "appeal", "event")
 #: Columns of the cases that the cell tables read (projection pushdown reads only these).
@@ -287,9 +289,10 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     the text of the cells is never built in memory.
 
     Every cell table is keyed by account first, so the cases of one range of accounts give a
-    contiguous, already sorted slice of every table. With ``parts`` > 1 the accounts are split
-    into that many ranges, counted one after the other from the codes: only one range's keys
-    and cells are in memory at once.
+    contiguous, already sorted slice of every table. The codes are grouped by ranges of
+    accounts (``parts`` of them, or more: about :data:`_CASES_PER_RANGE` cases each), which are
+    counted and written one after the other: only one range's keys and cells are in memory at
+    once, besides the codes.
 
     The files hold the same rows as :func:`write_cells` of :func:`build_cells`. Cases whose key
     columns are not all Enum, Boolean, small integer or Date columns (or whose keys do not fit
@@ -328,7 +331,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     if any(layout is None for layout in layouts.values()):
         return write_cells(build_cells(cases, engine=engine), out)
     accounts = len(codes.fields["account_id"][1]) + 1  # codes 0 (null) .. categories
-    bounds = [accounts * i // parts for i in range(parts + 1)]
+    ranges = max(parts, -(-len(codes.flags) // _CASES_PER_RANGE))
+    bounds = [accounts * i // ranges for i in range(ranges + 1)]
+    cases, spend_cases = codes.sort_by_account_range(bounds)
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
     writers: dict[str, pq.ParquetWriter] = {}
     try:
@@ -336,17 +341,15 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
         # outside the GIL); one table waits to be written at a time, which bounds the memory.
         with ThreadPoolExecutor(max_workers=1) as writing:
             written = None
-            for low, high in itertools.pairwise(bounds):
-                part = codes.accounts(low, high) if parts > 1 else codes
+            for i in range(ranges):
+                part = codes.rows(cases[i], cases[i + 1], spend_cases[i], spend_cases[i + 1])
                 for name, path in zip(CELL_TABLES, paths, strict=True):
                     counted = _count_words(part, name, layouts[name])
-                    part.forget(_needed_after(name))  # (a part's own copy when parts > 1)
                     if written is not None:
                         written.result()
                     written = writing.submit(_write_cells_in_row_groups, writers, name, path,
                                              codes, layouts[name], *counted)
                     del counted
-                del part
             if written is not None:
                 written.result()
     finally:
@@ -383,20 +386,31 @@ class _Codes:
     flags: np.ndarray
     spend: np.ndarray
 
-    def accounts(self, low: int, high: int) -> _Codes:
-        """The cases whose account code is in ``[low, high)``."""
-        code = self.arrays["account_id"]
-        keep = (code >= low) & (code < high)
+    def sort_by_account_range(self, bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Reorder the cases so that those of each range of account codes ``[bounds[i],
+        bounds[i + 1])`` are contiguous; returns where each range starts among the cases and
+        among the spend table's cases (the order within a range is kept)."""
+        ranges = len(bounds) - 1
+        where = np.searchsorted(np.asarray(bounds[1:-1]), self.arrays["account_id"],
+                                side="right").astype(np.uint16 if ranges < 1 << 16 else np.uint32)
         in_spend = self.flag("_in_spend") == 2
-        return _Codes(self.fields, {c: a[keep] for c, a in self.arrays.items()},
-                      self.flags[keep], self.spend[keep[in_spend]])
+        starts = []
+        for ranged in (where, where[in_spend]):
+            starts.append(np.concatenate([[0], np.cumsum(np.bincount(ranged, minlength=ranges))]))
+        if ranges > 1:
+            order = np.argsort(where, kind="stable")  # a radix sort of small integers
+            self.flags = self.flags[order]
+            for column in list(self.arrays):
+                self.arrays[column] = self.arrays[column][order]
+            del order
+            self.spend = self.spend[np.argsort(where[in_spend], kind="stable")]
+        return starts[0], starts[1]
 
-    def forget(self, needed: set[str]) -> None:
-        """Let go of the codes of columns that are not ``needed`` any more."""
-        for column in [c for c in self.arrays if c not in needed]:
-            del self.arrays[column]
-        if "_in_spend" not in needed:
-            self.spend = self.spend[:0]
+    def rows(self, start: int, stop: int, spend_start: int, spend_stop: int) -> _Codes:
+        """The cases ``start:stop`` (views, no copies); their spend cases are
+        ``spend_start:spend_stop``."""
+        return _Codes(self.fields, {c: a[start:stop] for c, a in self.arrays.items()},
+                      self.flags[start:stop], self.spend[spend_start:spend_stop])
 
     def flag(self, column: str) -> np.ndarray:
         """The 2-bit code of a flag column (0 null, 1 false, 2 true)."""
@@ -406,12 +420,6 @@ class _Codes:
         """The codes of a key column, of the cases ``rows`` (None: all)."""
         codes = self.flag(column) if self.fields[column][0] == "flag" else self.arrays[column]
         return codes if rows is None else codes[rows]
-
-
-def _needed_after(table: str) -> set[str]:
-    """The columns whose codes the tables counted after ``table`` still read."""
-    later = CELL_TABLES[CELL_TABLES.index(table) + 1:]
-    return {c for name in later for c in _TABLE_KEYS[name]} | {f"_in_{name}" for name in later}
 
 
 def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | None:
