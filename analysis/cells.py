@@ -477,8 +477,8 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
 
     The pass is read in batches, each turned into numpy arrays at once (the trailing spend only
     of the spend table's cases), so that no frame of all cases is ever built. (Copying each
-    batch out of polars at once instead raised the peak at 100M cases from 4.7 to 5.9 GB: the
-    allocator keeps the many small freed copies.)
+    batch out of polars at once instead raised the peak at 100M cases from 4.6 to 5.9 GB, the
+    allocator probably keeping the many small freed copies.)
     """
     lazy, fields = plan
     in_spend = fields["_in_spend"][3]
