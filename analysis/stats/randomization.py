@@ -65,7 +65,6 @@ _BATCH = 100
 _GROUP = "__permutation_group"
 _COUNT = "__permutation_count"
 _CLUSTER_INDEX = "__cluster_index"
-_STRATUM_INDEX = "__stratum_index"
 
 
 def permutation_test(
