@@ -331,11 +331,19 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
     spans = spans.with_columns(
         _base=pl.col("_length").cum_sum() - pl.col("_length") - pl.col("_first"))
     size = int(spans["_length"].sum() or 0)
-    flat = pl.DataFrame({"_at": pl.int_range(size, dtype=pl.Int64, eager=True)}).join(
-        days.join(spans.select("advertiser_id", "_base"), on="advertiser_id")
-        .select(_at=pl.col("_base") + pl.col("_day"), trailing_spend="trailing_spend",
-                spend_tier="spend_tier"),
-        on="_at", how="left", maintain_order="left")  # null on days without cases
+    placed = days.join(spans.select("advertiser_id", "_base"), on="advertiser_id")
+    at_day = (placed["_base"] + placed["_day"]).to_numpy()
+    occupied = np.zeros(size, dtype=bool)
+    occupied[at_day] = True
+    if np.count_nonzero(occupied) != len(at_day):
+        raise ValueError("the day table has more than one row for an advertiser and day")
+    del occupied
+    # Days without cases hold 0, as a case without trailing spend does after attribution.
+    flat = {column: np.zeros(size, dtype=placed[column].to_numpy().dtype)
+            for column in ("trailing_spend", "spend_tier")}
+    for column, values in flat.items():
+        values[at_day] = placed[column].to_numpy()
+    del placed, at_day
     accounts = accounts.join(spans.select("advertiser_id", "_base", "_first", "_last"),
                              on="advertiser_id", how="left", maintain_order="left")
 
@@ -349,15 +357,16 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
         "account_id", _code=pl.int_range(pl.len(), dtype=pl.UInt32)))
     attributes = [c for c in accounts.columns if c not in ("_base", "_first", "_last")]
     return (
-        enforcement.with_columns(_case_keys(key)).join(lookup.lazy(), on=key, how="left")
+        enforcement.with_columns(_case_keys(key))
+        .join(lookup.lazy(), on=key, how="left", maintain_order="left")
         .with_columns(
             *[of_account(c).alias(c) for c in attributes if c != "account_id"],
             account_id=pl.lit(pl.Series(ids, dtype=account)).gather(code),
             # A Boolean per account, so that the cells need not gather the advertiser's id.
             _advertiser_account=pl.lit(accounts["advertiser_id"].is_not_null()).gather(code),
             policy=pl.col("policy").cast(policy),
-            trailing_spend=pl.lit(flat["trailing_spend"]).gather(at),
-            spend_tier=pl.lit(flat["spend_tier"]).gather(at),
+            trailing_spend=pl.lit(pl.Series(flat["trailing_spend"])).gather(at),
+            spend_tier=pl.lit(pl.Series(flat["spend_tier"])).gather(at),
         )
     )
 
@@ -378,7 +387,7 @@ def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.Laz
     table = table.join(numbers, on="advertiser_id", how="left", maintain_order="left")
     key, lookup = account_lookup(table.select("account_id", "_advertiser"))
     found = (enforcement.select("flag_date", *_case_keys(key))
-             .join(lookup.lazy(), on=key, how="left"))
+             .join(lookup.lazy(), on=key, how="left", maintain_order="left"))
     known = _confirmed(key)
     counts = (found.group_by(pl.when(known).then(pl.col("_advertiser")).alias("_advertiser"),
                              "flag_date", known_account=known)
@@ -433,7 +442,8 @@ def spend_by_day(days: pl.DataFrame | pl.LazyFrame, spend: pl.LazyFrame, coverag
     ----------
     days : polars DataFrame or LazyFrame
         :func:`advertiser_days`: ``advertiser_id``, ``flag_date``, ``known_account`` and
-        ``cases`` (how many enforcement rows).
+        ``cases`` (how many enforcement rows), one row per advertiser, flag date and
+        ``known_account``.
     spend : polars.LazyFrame
         Spend periods with ``spend_amount`` in one currency (:func:`spend_in_usd`).
     coverage : SpendCoverage
@@ -461,11 +471,10 @@ def spend_by_day(days: pl.DataFrame | pl.LazyFrame, spend: pl.LazyFrame, coverag
                              inside=inside)
     ledger = _ledger(days, excluded_before or {})
     unknown = int(days.filter(~pl.col("known_account"))["cases"].sum())
+    # An advertiser's accounts are known accounts, so these rows are one per advertiser and day.
     # Tiers are quantiles over analysed advertiser *cases*: each advertiser-day counts as often
     # as it has cases, which gives exactly the quantiles of the case-level column.
-    days = (days.filter(pl.col("inside") & pl.col("advertiser_id").is_not_null())
-            .group_by("advertiser_id", "flag_date")
-            .agg(pl.col("cases").sum(), pl.col("trailing_spend").first()))
+    days = days.filter(pl.col("inside") & pl.col("advertiser_id").is_not_null())
     days = _spend_tiers(days).select("advertiser_id", "flag_date", "trailing_spend", "spend_tier")
     return days, ledger, unknown
 

@@ -42,7 +42,7 @@ EVENT_KEY = ["account_id", "ever_listed", "event_month", "policy", "severity_ban
 CASES_PER_PART = 10_000_000
 #: Cases counted at a time by :func:`sink_cells` (a range of accounts): bounds the memory of
 #: the sorts.
-_CASES_PER_RANGE = 2_000_000
+_CASES_PER_RANGE = 1_000_000
 #: The cell tables, in the order :func:`cell_plans` returns them.
 CELL_TABLES = ("account", "spend", "appeal", "event")
 #: Columns of the cases that the cell tables read (projection pushdown reads only these).
@@ -277,7 +277,7 @@ def write_cells(cells: CellTables, folder: str | Path) -> list[Path]:
 
 
 def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
-               engine: str = "streaming") -> list[Path]:
+               engine: str = "streaming", rows: int | None = None) -> list[Path]:
     """Build the cell tables and write them to ``folder/<table>_cells.parquet``.
 
     This is what ``levelfield cells`` runs, so it is built for speed and memory rather than
@@ -292,9 +292,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     Every cell table is keyed by account first, so the cases of one range of accounts give a
     contiguous, already sorted slice of every table. With ``parts`` > 1 the accounts are split
     into that many ranges, whose codes are copied out one after the other; within a part, the
-    codes are grouped by smaller ranges of accounts (about :data:`_CASES_PER_RANGE` cases
-    each), counted and written in turn: only one small range's keys and cells are in memory at
-    once, besides the codes.
+    codes of smaller ranges of accounts (about :data:`_CASES_PER_RANGE` cases each) are copied
+    out, counted and written in turn: only one small range's codes, keys and cells are in
+    memory at once, besides the codes of all cases.
 
     The files hold the same rows as :func:`write_cells` of :func:`build_cells`. Cases whose key
     columns are not all Enum, Boolean, small integer or Date columns (or whose keys do not fit
@@ -312,6 +312,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
         :data:`CASES_PER_PART` cases).
     engine : str, default "streaming"
         The polars engine of the pass over the cases.
+    rows : int, optional
+        How many cases there are, if known (``levelfield cells`` knows it from the coverage
+        ledger); otherwise they are counted first, which costs a second pass.
 
     Returns
     -------
@@ -328,7 +331,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     if plan is None:
         return write_cells(build_cells(cases, engine=engine), out)
     with few_row_groups_ahead():
-        codes = _case_codes(plan, engine=engine)
+        codes = _case_codes(plan, engine=engine, rows=rows)
     layouts = {name: _word_layout(codes, key) for name, key in _TABLE_KEYS.items()}
     if any(layout is None for layout in layouts.values()):
         return write_cells(build_cells(cases, engine=engine), out)
@@ -344,10 +347,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
             for low, high in itertools.pairwise(bounds):
                 part = codes.accounts(low, high) if parts > 1 else codes
                 ranges = max(1, -(-len(part.flags) // _CASES_PER_RANGE))
-                cases, spend_cases = part.sort_by_account_range(
-                    [low + (high - low) * i // ranges for i in range(ranges + 1)])
-                for i in range(ranges):
-                    cut = part.rows(cases[i], cases[i + 1], spend_cases[i], spend_cases[i + 1])
+                edges = [low + (high - low) * i // ranges for i in range(ranges + 1)]
+                for start, stop in itertools.pairwise(edges):
+                    cut = part.accounts(start, stop) if ranges > 1 else part
                     for name, path in zip(CELL_TABLES, paths, strict=True):
                         counted = _count_words(cut, name, layouts[name])
                         if written is not None:
@@ -355,6 +357,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                         written = writing.submit(_write_cells_in_row_groups, writers, name,
                                                  path, codes, layouts[name], *counted)
                         del counted
+                    del cut
                 del part
             if written is not None:
                 written.result()
@@ -399,32 +402,6 @@ class _Codes:
         in_spend = self.flag("_in_spend") == 2
         return _Codes(self.fields, {c: a[keep] for c, a in self.arrays.items()},
                       self.flags[keep], self.spend[keep[in_spend]])
-
-    def sort_by_account_range(self, bounds: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Reorder the cases so that those of each range of account codes ``[bounds[i],
-        bounds[i + 1])`` are contiguous; returns where each range starts among the cases and
-        among the spend table's cases (the order within a range is kept)."""
-        ranges = len(bounds) - 1
-        where = np.searchsorted(np.asarray(bounds[1:-1]), self.arrays["account_id"],
-                                side="right").astype(np.uint16 if ranges < 1 << 16 else np.uint32)
-        in_spend = self.flag("_in_spend") == 2
-        starts = []
-        for ranged in (where, where[in_spend]):
-            starts.append(np.concatenate([[0], np.cumsum(np.bincount(ranged, minlength=ranges))]))
-        if ranges > 1:
-            order = np.argsort(where, kind="stable")  # a radix sort of small integers
-            self.flags = self.flags[order]
-            for column in list(self.arrays):
-                self.arrays[column] = self.arrays[column][order]
-            del order
-            self.spend = self.spend[np.argsort(where[in_spend], kind="stable")]
-        return starts[0], starts[1]
-
-    def rows(self, start: int, stop: int, spend_start: int, spend_stop: int) -> _Codes:
-        """The cases ``start:stop`` (views, no copies); their spend cases are
-        ``spend_start:spend_stop``."""
-        return _Codes(self.fields, {c: a[start:stop] for c, a in self.arrays.items()},
-                      self.flags[start:stop], self.spend[spend_start:spend_stop])
 
     def flag(self, column: str) -> np.ndarray:
         """The 2-bit code of a flag column (0 null, 1 false, 2 true)."""
@@ -472,31 +449,39 @@ def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | N
     return lazy.select(**selected), fields
 
 
-def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> _Codes:
+def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str,
+                rows: int | None = None) -> _Codes:
     """Run the pass over the cases and keep their codes; integer columns become codes from 1.
 
-    The pass is read in batches, each turned into numpy arrays at once (the trailing spend only
-    of the spend table's cases), so that no frame of all cases is ever built. (Copying each
-    batch out of polars at once instead raised the peak at 100M cases from 4.6 to 5.9 GB, the
-    allocator probably keeping the many small freed copies.)
+    The codes go straight into arrays of one element per case, allocated before the pass
+    (``rows`` cases; counted first if not given), each batch copied in as it arrives and then
+    freed. Nothing the size of all cases exists twice: neither a frame of all cases nor the
+    batches of the whole pass waiting to be concatenated.
     """
     lazy, fields = plan
     in_spend = fields["_in_spend"][3]
     schema = lazy.collect_schema()
-    pieces: dict[str, list[np.ndarray]] = {name: [] for name in schema.names()}
+    if rows is None:
+        rows = lazy.select(pl.len()).collect(engine=engine).item()
+    arrays = {name: np.empty(rows, dtype=pl.Series(dtype=schema[name]).to_numpy().dtype)
+              for name in schema.names() if name != "_spend"}
+    spend: list[np.ndarray] = []  # the spend table's cases only
+    filled = 0
     for batch in lazy.collect_batches(engine=engine):
-        flags = batch["_flags"].to_numpy()
-        for name in batch.columns:
-            values = batch[name].to_numpy()
-            pieces[name].append(values[_flag(flags, in_spend) == 2] if name == "_spend"
-                                else values)
+        stop = filled + batch.height
+        if stop > rows:
+            raise ValueError(f"the pass gave more than the {rows:,} cases expected")
+        for name, values in arrays.items():
+            values[filled:stop] = batch[name].to_numpy()
+        in_spend_table = _flag(arrays["_flags"][filled:stop], in_spend) == 2
+        spend.append(batch["_spend"].to_numpy()[in_spend_table])
+        filled = stop
         del batch
-    arrays = {}
-    for name, parts in pieces.items():
-        arrays[name] = (np.concatenate(parts) if parts
-                        else pl.Series(dtype=schema[name]).to_numpy())  # no cases at all
-        parts.clear()
-    codes = _Codes(fields, {}, arrays.pop("_flags"), arrays.pop("_spend"))
+    if filled != rows:
+        raise ValueError(f"the pass gave {filled:,} cases, {rows:,} expected")
+    codes = _Codes(fields, {}, arrays.pop("_flags"),
+                   np.concatenate(spend) if spend else np.empty(0, dtype=np.float64))
+    del spend
     for column, values in arrays.items():
         kind, dtype, _, _ = fields[column]
         if kind == "integer":
@@ -505,7 +490,7 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str) -> 
             high = int(values[given].max()) if given.any() else 0
             bits = (high - low + 1).bit_length()
             wide = np.int32 if bits < 31 else np.int64
-            values = values.astype(wide, copy=values.dtype != wide)  # ours: np.concatenate
+            values = values.astype(wide, copy=False)
             np.subtract(values, wide(low - 1), out=values)  # 1 .. high - low + 1
             values[~given] = 0
             values = values.astype(_unsigned(bits))
@@ -577,7 +562,7 @@ def _arrow_integer(dtype: pl.DataType):
 
 
 #: Rows per row group of the written cell files.
-_ROW_GROUP = 1 << 20
+_ROW_GROUP = 1 << 18
 
 
 def _write_cells_in_row_groups(writers: dict, table: str, path: Path, codes: _Codes,

@@ -231,7 +231,7 @@ def cells(
         parts = parts or max(1, -(-ledger.analysed // CASES_PER_PART))
         stages(f"aggregating {ledger.analysed:,} cases to cells (streaming, "
                f"{parts} part{'s' if parts > 1 else ''})")
-        written = sink_cells(cases, out_dir, parts=parts)
+        written = sink_cells(cases, out_dir, parts=parts, rows=ledger.analysed)
     elif engine == "spark":
         try:
             from analysis.engines.spark import spark_cells

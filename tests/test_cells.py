@@ -126,6 +126,23 @@ def test_cells_counted_by_sorting_codes_equal_the_polars_group_by(tmp_path, part
         assert_frame_equal(getattr(empty, name), getattr(expected, name).clear())
 
 
+def test_cells_counted_range_by_range_with_the_number_of_cases_given(tmp_path, monkeypatch
+                                                                    ) -> None:
+    """Ranges of accounts of a few hundred cases each (at scale, about a million): the same
+    tables; the number of cases, when given, must be right."""
+    import analysis.cells
+
+    cases = _random_cases(3_000, seed=5)
+    monkeypatch.setattr(analysis.cells, "_CASES_PER_RANGE", 400)
+    sink_cells(cases, tmp_path / "ranges", parts=2, rows=3_000)
+    got, expected = read_cells(tmp_path / "ranges"), build_cells(cases)
+    for name in CELL_TABLES:
+        assert_frame_equal(getattr(got, name), getattr(expected, name), check_exact=True)
+    for wrong in (2_999, 3_001):
+        with pytest.raises(ValueError, match=f"{wrong:,} cases expected|{wrong:,} expected"):
+            sink_cells(cases, tmp_path / "wrong", rows=wrong)
+
+
 def test_weighted_quantile_is_polars_quantile_of_repeated_values() -> None:
     rng = np.random.default_rng(3)
     values = np.round(rng.lognormal(5, 2, 400), 1)
