@@ -348,8 +348,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                 part = codes.accounts(low, high) if parts > 1 else codes
                 ranges = max(1, -(-len(part.flags) // _CASES_PER_RANGE))
                 edges = [low + (high - low) * i // ranges for i in range(ranges + 1)]
+                in_spend = part.flag("_in_spend") == 2 if ranges > 1 else None
                 for start, stop in itertools.pairwise(edges):
-                    cut = part.accounts(start, stop) if ranges > 1 else part
+                    cut = part.accounts(start, stop, in_spend) if ranges > 1 else part
                     for name, path in zip(CELL_TABLES, paths, strict=True):
                         counted = _count_words(cut, name, layouts[name])
                         if written is not None:
@@ -358,7 +359,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                                                  path, codes, layouts[name], *counted)
                         del counted
                     del cut
-                del part
+                del part, in_spend
             if written is not None:
                 written.result()
     finally:
@@ -395,11 +396,13 @@ class _Codes:
     flags: np.ndarray
     spend: np.ndarray
 
-    def accounts(self, low: int, high: int) -> _Codes:
-        """The cases whose account code is in ``[low, high)`` (a copy)."""
+    def accounts(self, low: int, high: int, in_spend: np.ndarray | None = None) -> _Codes:
+        """The cases whose account code is in ``[low, high)`` (a copy); ``in_spend``, if given,
+        is ``self.flag("_in_spend") == 2``, for callers that take many ranges."""
         code = self.arrays["account_id"]
         keep = (code >= low) & (code < high)
-        in_spend = self.flag("_in_spend") == 2
+        if in_spend is None:
+            in_spend = self.flag("_in_spend") == 2
         return _Codes(self.fields, {c: a[keep] for c, a in self.arrays.items()},
                       self.flags[keep], self.spend[keep[in_spend]])
 
