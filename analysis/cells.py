@@ -336,6 +336,9 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     if any(layout is None for layout in layouts.values()):
         return write_cells(build_cells(cases, engine=engine), out)
     accounts = len(codes.fields["account_id"][1]) + 1  # codes 0 (null) .. categories
+    # The Enum columns' text as Arrow arrays, once: the dictionaries of the written row groups.
+    categories = {column: field[1].to_arrow() for column, field in codes.fields.items()
+                  if field[0] == "enum"}
     bounds = [accounts * i // parts for i in range(parts + 1)]
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
     writers: dict[str, pq.ParquetWriter] = {}
@@ -356,7 +359,8 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                         if written is not None:
                             written.result()
                         written = writing.submit(_write_cells_in_row_groups, writers, name,
-                                                 path, codes, layouts[name], *counted)
+                                                 path, codes, categories, layouts[name],
+                                                 *counted)
                         del counted
                     del cut
                 del part, in_spend
@@ -403,8 +407,11 @@ class _Codes:
         keep = (code >= low) & (code < high)
         if in_spend is None:
             in_spend = self.flag("_in_spend") == 2
-        return _Codes(self.fields, {c: a[keep] for c, a in self.arrays.items()},
-                      self.flags[keep], self.spend[keep[in_spend]])
+        # Positions, found once: a mask would be searched again for every array.
+        rows, spend_rows = np.flatnonzero(keep), np.flatnonzero(keep[in_spend])
+        del keep
+        return _Codes(self.fields, {c: a[rows] for c, a in self.arrays.items()},
+                      self.flags[rows], self.spend[spend_rows])
 
     def flag(self, column: str) -> np.ndarray:
         """The 2-bit code of a flag column (0 null, 1 false, 2 true)."""
@@ -569,31 +576,33 @@ _ROW_GROUP = 1 << 18
 
 
 def _write_cells_in_row_groups(writers: dict, table: str, path: Path, codes: _Codes,
-                               layout: list[tuple[str, int, int]], words: np.ndarray,
-                               n: np.ndarray, spend: np.ndarray | None) -> None:
+                               categories: dict, layout: list[tuple[str, int, int]],
+                               words: np.ndarray, n: np.ndarray, spend: np.ndarray | None
+                               ) -> None:
     """Decode the counted words and append them to ``path`` (``writers`` keeps the open files).
 
-    Enum columns are written as dictionary indices into their categories (the accounts of one
-    row group only, a contiguous range since the cells are sorted by account), which Parquet
-    stores as its dictionary encoding. The file carries no Arrow schema, so every reader gets
+    Enum columns are written as dictionary indices into their ``categories`` (Arrow arrays,
+    sliced to the accounts of one row group, a contiguous range since the cells are sorted by
+    account), which Parquet stores as its dictionary encoding. The file carries no Arrow schema, so every reader gets
     plain text back, exactly as from :func:`write_cells`.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    categories = {c: codes.fields[c][1].to_arrow()
-                  for c, *_ in layout if codes.fields[c][0] == "enum"}
     for start in range(0, max(len(words), 1), _ROW_GROUP):
         chunk = words[start:start + _ROW_GROUP]
         columns = {}
         for column, shift, bits in layout:
             code = ((chunk >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
             null = code == 0
+            if not null.any():
+                null = None  # no validity bitmap: the writer skips the null bookkeeping
             kind, extra, _, offset = codes.fields[column]
             if kind == "flag":
                 columns[column] = pa.array(code == 2, mask=null)
             elif kind == "enum":
-                first = int(code[~null].min()) if (~null).any() else 1
+                given = code if null is None else code[~null]
+                first = int(given.min()) if len(given) else 1
                 last = int(code.max()) if len(code) else 0
                 dictionary = categories[column].slice(first - 1, max(last - first + 1, 0))
                 index = pa.array((code - first).astype(np.int32), mask=null)
