@@ -475,8 +475,10 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str,
         rows = lazy.select(pl.len()).collect(engine=engine).item()
     arrays = {name: np.empty(rows, dtype=pl.Series(dtype=schema[name]).to_numpy().dtype)
               for name in schema.names() if name != "_spend"}
-    spend: list[np.ndarray] = []  # the spend table's cases only
-    filled = 0
+    # The spend table's cases only, at the front; the pages of the rest are never touched, so
+    # they take no memory.
+    spend = np.empty(rows, dtype=np.float64)
+    filled = spent = 0
     for batch in lazy.collect_batches(engine=engine):
         stop = filled + batch.height
         if stop > rows:
@@ -484,14 +486,13 @@ def _case_codes(plan: tuple[pl.LazyFrame, dict[str, tuple]], *, engine: str,
         for name, values in arrays.items():
             values[filled:stop] = batch[name].to_numpy()
         in_spend_table = _flag(arrays["_flags"][filled:stop], in_spend) == 2
-        spend.append(batch["_spend"].to_numpy()[in_spend_table])
-        filled = stop
-        del batch
+        batch_spend = batch["_spend"].to_numpy()[in_spend_table]
+        spend[spent:spent + len(batch_spend)] = batch_spend
+        filled, spent = stop, spent + len(batch_spend)
+        del batch, batch_spend
     if filled != rows:
         raise ValueError(f"the pass gave {filled:,} cases, {rows:,} expected")
-    codes = _Codes(fields, {}, arrays.pop("_flags"),
-                   np.concatenate(spend) if spend else np.empty(0, dtype=np.float64))
-    del spend
+    codes = _Codes(fields, {}, arrays.pop("_flags"), spend[:spent])
     for column, values in arrays.items():
         kind, dtype, _, _ = fields[column]
         if kind == "integer":
