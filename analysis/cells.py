@@ -582,10 +582,11 @@ def _write_cells_in_row_groups(writers: dict, table: str, path: Path, codes: _Co
                                ) -> None:
     """Decode the counted words and append them to ``path`` (``writers`` keeps the open files).
 
-    Enum columns are written as dictionary indices into their ``categories`` (Arrow arrays,
-    sliced to the accounts of one row group, a contiguous range since the cells are sorted by
-    account), which Parquet stores as its dictionary encoding. The file carries no Arrow schema, so every reader gets
-    plain text back, exactly as from :func:`write_cells`.
+    Enum columns are written as dictionary indices into their ``categories`` (their text as
+    Arrow arrays, built once by :func:`sink_cells`; sliced to the accounts of one row group, a
+    contiguous range since the cells are sorted by account), which Parquet stores as its
+    dictionary encoding. The file carries no Arrow schema, so every reader gets plain text
+    back, exactly as from :func:`write_cells`.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
