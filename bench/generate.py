@@ -1,11 +1,12 @@
 """Canonical worlds of 1M, 10M or 100M enforcement cases, as Parquet, for the scale benchmarks.
 
 The worlds follow the data contract (DESIGN.md) and look like a large platform's export: about one
-account per 20 cases, a few thousand advertisers (one advertiser group whose brands spend the
-most), monthly spend rows with gaps (advertisers that skip months), a watchlist of the group's
-accounts plus a few others (some delisted, one listed twice with overlapping periods), and cases
-spread over 33 months, a few of them flagged so early that their spend window leaves the spend
-table. Account activity is heavy-tailed (log-normal), so some accounts have thousands of cases.
+account per 20 cases (``--cases-per-account``), a few thousand advertisers (one advertiser group
+whose brands spend the most), monthly spend rows with gaps (advertisers that skip months), a
+watchlist of the group's accounts plus a few others (some delisted, one listed twice with
+overlapping periods), and cases spread over 33 months, a few of them flagged so early that their
+spend window leaves the spend table. Account activity is heavy-tailed (log-normal), so some
+accounts have thousands of cases.
 
 Nothing here is a statistical model with a planted truth (that is ``analysis.simulate``): these
 worlds exist to measure time and memory. They are written in chunks of ``--chunk`` cases with a
@@ -54,12 +55,15 @@ def parse_size(text: str) -> int:
     return int(float(text.rstrip("kmb")) * scale)
 
 
-def shape(n_cases: int) -> dict[str, int]:
+def shape(n_cases: int, cases_per_account: int = 20) -> dict[str, int]:
     """Accounts, advertisers and advertiser accounts for a world of ``n_cases`` cases."""
-    accounts = max(n_cases // 20, 100)
+    accounts = max(n_cases // cases_per_account, 100)
     # A few thousand advertisers at every size: 2,000 at 1M cases, 4,000 at 10M, 8,000 at 100M.
     advertisers = max(50, round(2000 * 2 ** math.log10(max(n_cases, 10) / 1e6)))
-    advertiser_accounts = max(accounts // 5, advertisers)
+    # Each advertiser runs at least one account, and the group's 60 brand accounts are
+    # advertisers' accounts; with few accounts (many cases each) the advertisers are fewer.
+    advertiser_accounts = max(accounts // 5, min(advertisers, accounts // 2), 60)
+    advertisers = min(advertisers, advertiser_accounts)
     return {"accounts": accounts, "advertisers": advertisers,
             "advertiser_accounts": advertiser_accounts}
 
@@ -185,11 +189,12 @@ def enforcement_chunk(first: int, count: int, *, activity_cdf: np.ndarray, liste
     )
 
 
-def generate(n_cases: int, out: Path, *, seed: int = 1, chunk: int = 2_000_000) -> dict[str, int]:
+def generate(n_cases: int, out: Path, *, seed: int = 1, chunk: int = 2_000_000,
+             cases_per_account: int = 20) -> dict[str, int]:
     """Write accounts, advertisers, ad_spend, watchlist and enforcement Parquet files to ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    sizes = shape(n_cases)
+    sizes = shape(n_cases, cases_per_account)
     advertisers, spend, level = advertisers_and_spend(sizes["advertisers"], rng)
     accounts = accounts_table(sizes, level, rng)
     watchlist = watchlist_table(sizes["accounts"])
@@ -229,9 +234,15 @@ def main() -> None:
     parser.add_argument("--out", required=True, type=Path, help="folder to write")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--chunk", type=int, default=2_000_000, help="cases per chunk")
+    parser.add_argument("--cases-per-account", type=int, default=20,
+                        help="cases per account on average (default 20: a platform's long tail "
+                             "of small accounts; more makes the account-level cells fewer)")
     args = parser.parse_args()
+    if args.cases_per_account < 1:
+        parser.error(f"--cases-per-account must be at least 1, got {args.cases_per_account}")
     started = time.perf_counter()
-    rows = generate(parse_size(args.cases), args.out, seed=args.seed, chunk=args.chunk)
+    rows = generate(parse_size(args.cases), args.out, seed=args.seed, chunk=args.chunk,
+                    cases_per_account=args.cases_per_account)
     print(f"wrote {args.out} in {time.perf_counter() - started:.0f} s: "
           + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
 
