@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from analysis.stats.regression import _codes, _patterns, did
+from analysis.stats.regression import _codes, _pair_sums, _patterns, did
 from analysis.stats.result import Estimate
 from analysis.stats.stratified import (
     _as_list,
@@ -455,8 +455,10 @@ def _mh_statistic(
     n_clusters, n_strata = int(g.max()) + 1, int(k.max()) + 1
     shape = (n_clusters, n_strata)
     # Counts per (cluster, stratum), summed exactly (whole numbers) into a sparse layout.
-    a_cells = sparse.csr_array((np.where(e & y, w, 0).astype(float), (g, k)), shape)
-    b_cells = sparse.csr_array((np.where(e & ~y, w, 0).astype(float), (g, k)), shape)
+    a_cells, b_cells = (
+        matrix.astype(float) for matrix in _pair_sums(
+            g, k, shape, [np.where(e & y, w, 0), np.where(e & ~y, w, 0)],
+            whole=np.issubdtype(w.dtype, np.integer)))
     m1 = np.bincount(k, weights=np.where(y, w, 0).astype(float), minlength=n_strata)
     total = np.bincount(k, weights=w.astype(float), minlength=n_strata)
     m0 = total - m1

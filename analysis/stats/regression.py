@@ -651,6 +651,23 @@ def _patterns(cells: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, 
     return pattern.reshape(-1), first
 
 
+def _pair_sums(cluster: np.ndarray, key: np.ndarray, shape: tuple[int, int],
+               values: Sequence[np.ndarray], *, whole: bool) -> list[sparse.csr_array]:
+    """Each array of ``values`` summed per (cluster, key) pair: matrices of clusters x keys.
+
+    All the matrices share one layout: an entry for every pair with at least one row (even if
+    its sums are 0), keys in order within each cluster. Whole numbers (``whole``) are summed as
+    integers, exactly, so the sums do not depend on the order of the rows.
+    """
+    matrices = []
+    for value in values:
+        matrix = sparse.coo_array((value.astype(np.int64 if whole else np.float64),
+                                   (cluster, key)), shape=shape).tocsr()
+        matrix.sum_duplicates()  # canonical: keys sorted within each cluster
+        matrices.append(matrix)
+    return matrices
+
+
 def _cluster_scores(cluster: np.ndarray, pattern: np.ndarray, s: np.ndarray, n: np.ndarray,
                     mean: np.ndarray) -> sparse.csr_array:
     """Per cluster and pattern, the sum of the cases' residuals y - mean (clusters x patterns).
@@ -663,14 +680,7 @@ def _cluster_scores(cluster: np.ndarray, pattern: np.ndarray, s: np.ndarray, n: 
     """
     shape = (int(cluster.max()) + 1, mean.size)
     whole = bool(np.all(s == np.round(s)) and np.all(n == np.round(n)))
-    dtype = np.int64 if whole else np.float64
-
-    def per_pair(values: np.ndarray) -> sparse.csr_array:
-        matrix = sparse.coo_array((values.astype(dtype), (cluster, pattern)), shape=shape).tocsr()
-        matrix.sum_duplicates()  # canonical: sorted patterns within each cluster
-        return matrix
-
-    successes, trials = per_pair(s), per_pair(n)
+    successes, trials = _pair_sums(cluster, pattern, shape, [s, n], whole=whole)
     residual = successes.data - trials.data * mean[trials.indices]
     return sparse.csr_array((residual, trials.indices, trials.indptr), shape=shape)
 

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 import statsmodels.api as sm
-from scipy import sparse
 from scipy import stats as sps
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationWarning
 
@@ -633,7 +632,7 @@ def trend(
 def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str],
                      count: str | None, cluster: str, alpha: float) -> Estimate:
     """Stratified trend test and OR per score unit, both robust to clustering (see ``trend``)."""
-    from analysis.stats.regression import _codes, _patterns, grouped_glm
+    from analysis.stats.regression import _codes, _pair_sums, _patterns, grouped_glm
 
     data = _load(frame, outcome=outcome, flags=[], keys=[*strata, cluster], count=count,
                  scores=[score])
@@ -654,16 +653,8 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
     # Each cluster's contribution: over its (stratum, score) cells, summed in that order (whole
     # counts added as integers first), so the result does not depend on the order of the rows.
     codes = _codes(data.get_column(cluster))
-    shape = (int(codes.max()) + 1, first.size)
-    whole = data.schema["_w"].is_integer()
-
-    def per_pair(values: np.ndarray) -> sparse.csr_array:
-        matrix = sparse.coo_array((values.astype(np.int64 if whole else np.float64),
-                                   (codes, pattern)), shape=shape).tocsr()
-        matrix.sum_duplicates()
-        return matrix
-
-    outcomes, cases = per_pair(x), per_pair(n)
+    outcomes, cases = _pair_sums(codes, pattern, (int(codes.max()) + 1, first.size), [x, n],
+                                 whole=data.schema["_w"].is_integer())
     p = cases.indices
     k = in_stratum[p]
     u = (score_p[p] - mean_score[k]) * (outcomes.data - cases.data * rate[k])
@@ -923,9 +914,9 @@ def _cells_by_cluster(
     cluster codes (in the sort order of the cluster values), the stratum indexes and an array of
     the four cells, one row per (cluster, stratum) pair present. Sums are of whole numbers when
     the weights are (in integers), and in a fixed order otherwise, so they never depend on the
-    order of the rows; the sparse layout costs a pass over the rows instead of a group-by.
+    order of the rows (see ``_pair_sums``).
     """
-    from analysis.stats.regression import _codes
+    from analysis.stats.regression import _codes, _pair_sums
 
     keep = stratum >= 0
     g = _codes(data.get_column(cluster))[keep]
@@ -934,12 +925,10 @@ def _cells_by_cluster(
     is_outcome = data.get_column(outcome).to_numpy()[keep]
     w = data.get_column("_w").to_numpy()[keep]
     shape = (int(g.max()) + 1 if g.size else 0, int(stratum.max()) + 1)
-    sums = []
-    for selected in (in_group & is_outcome, in_group & ~is_outcome, ~in_group & is_outcome,
-                     ~in_group & ~is_outcome):
-        matrix = sparse.coo_array((np.where(selected, w, 0), (g, k)), shape=shape).tocsr()
-        matrix.sum_duplicates()  # canonical: strata sorted within each cluster
-        sums.append(matrix)
+    selections = (in_group & is_outcome, in_group & ~is_outcome, ~in_group & is_outcome,
+                  ~in_group & ~is_outcome)
+    sums = _pair_sums(g, k, shape, [np.where(selected, w, 0) for selected in selections],
+                      whole=np.issubdtype(w.dtype, np.integer))
     g_index = np.repeat(np.arange(shape[0]), np.diff(sums[0].indptr))
     return g_index, sums[0].indices.astype(np.int64), np.column_stack([m.data for m in sums])
 
