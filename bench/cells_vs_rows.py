@@ -1,13 +1,17 @@
-"""The battery on cells against the same models fitted on rows: time, and identical estimates.
+"""The battery on cells against the same battery and the same models on rows: time, and
+identical estimates.
 
 On a world written by ``bench/generate.py`` this times
 
 * **cells**: building the cells in one streaming pass (``analysis.pipeline.collect_cells``) and
   running the *full* battery on them (``run_battery_on_cells``: nine tests, including 999
-  permutations of the randomization inference for two of them and the Cox model on rows), and
-  separately the three regression models alone on the cells;
-* **rows**: the three regression models of the battery fitted by statsmodels on one row per
-  case, the way one would without cells: ``spend_adjusted`` (logistic GLM of enforcement on
+  permutations of the randomization inference for two of them and the Cox model on rows), per
+  test and in total;
+* **the battery on rows**: the same battery, the same code, given the four tables with one row
+  per case (``n`` = 1) instead of counted cells. Every number of the two batteries (estimates,
+  CIs, SEs, p-values, randomization p-values, event-study rows) is compared;
+* **the three regression models on cells**, and the same models fitted by statsmodels on one row
+  per case, the way one would without cells: ``spend_adjusted`` (logistic GLM of enforcement on
   log10 trailing spend with policy, severity band and listing dummies, advertisers' cases only),
   the OR per tier step of ``spend_trend`` (logistic GLM on the tier index with the same dummies)
   and ``directive_did`` (linear probability model with listed-account, after-directive and
@@ -15,10 +19,10 @@ On a world written by ``bench/generate.py`` this times
   by account (statsmodels' ``cov_type="cluster"``). Collecting the rows and building the design
   matrices is not counted: only the fits.
 
-It then checks that the cells give the same coefficients and clustered standard errors as the
-rows (relative difference below 1e-6) and prints the times. Building the cells, the battery and
-the models run in three child processes, one after the other, so that each has the memory to
-itself and its peak resident memory can be read.
+It checks that the cells give the same coefficients and clustered standard errors as the rows
+(relative difference below 1e-6) and prints the times. Building the cells, each battery and the
+models run in child processes, one after the other, so that each has the memory to itself and
+its peak resident memory can be read.
 
 The stored cells are read back with their text keys as sorted Enums, which is how
 ``analysis.pipeline.collect_cells`` hands them to the battery in ``levelfield analyze``.
@@ -31,6 +35,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import resource
 import subprocess
 import sys
@@ -83,16 +89,47 @@ def build(data: Path, work: Path) -> None:
     write_cells(CellTables(cells.account, cells.spend, cells.appeal, cells.event), work)
     cells.cases.with_columns(pl.col("account_id", "policy").cast(pl.String)).write_parquet(
         work / "cox_rows.parquet")
+    # The same tables with one row per case (n = 1), for the battery on rows.
+    rows = row_tables(cases)
+    write_cells(CellTables(*(table.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String))
+                             for table in rows)), work / "rows")
     print(f"{ledger.analysed:,} cases; cells built in {seconds:.1f} s (account "
           f"{cells.account.height:,}, spend {cells.spend.height:,}, event "
           f"{cells.event.height:,} cells)")
 
 
-def stored_cells(work: Path):
+def row_tables(cases: pl.LazyFrame) -> list[pl.DataFrame]:
+    """The four cell tables' columns with one row per case and ``n`` = 1 (no counting): the
+    battery's inputs as they would be without cells."""
+    from analysis.cells import (
+        _EVENT_MONTH,
+        _TABLE_CASES,
+        ACCOUNT_KEY,
+        APPEAL_KEY,
+        EVENT_KEY,
+        SPEND_KEY,
+        with_post,
+    )
+
+    one = pl.lit(1, dtype=pl.UInt32).alias("n")
+    plans = [
+        with_post(cases).select(*ACCOUNT_KEY, one),
+        cases.filter(_TABLE_CASES["spend"]).select(
+            *SPEND_KEY, one, "trailing_spend", log10_spend=pl.col("trailing_spend").log10()),
+        cases.filter(_TABLE_CASES["appeal"]).select(*APPEAL_KEY, one),
+        cases.filter(_TABLE_CASES["event"]).with_columns(event_month=_EVENT_MONTH)
+        .select(*EVENT_KEY, one),
+    ]
+    return pl.collect_all(plans, engine="streaming")
+
+
+def stored_cells(work: Path, rows: bool = False):
+    """The stored cells (or, with ``rows``, the row tables) and the Cox rows, as the battery
+    gets them."""
     from analysis.battery import Cells
     from analysis.cells import read_cells
 
-    tables = read_cells(work)
+    tables = read_cells(work / "rows" if rows else work)
     cells = Cells(pl.read_parquet(work / "cox_rows.parquet"), tables.account, tables.spend,
                   tables.appeal, tables.event)
     # Text keys as sorted Enums, as collect_cells returns them from the attributed cases.
@@ -105,15 +142,73 @@ def stored_cells(work: Path):
                    for f in frames])
 
 
-def battery(work: Path) -> None:
-    """The full battery on the stored cells (timed)."""
-    cells = stored_cells(work)
+def battery(work: Path, *, rows: bool = False) -> None:
+    """The full battery on the stored cells, or on the row tables (timed, and per test)."""
+    from analysis import battery as module
+
+    data = stored_cells(work, rows=rows)
+    per_test = {}
+
+    def timed(test_id, run):
+        def wrapped(cells):
+            started = time.perf_counter()
+            try:
+                return run(cells)
+            finally:
+                per_test[test_id] = time.perf_counter() - started
+        return wrapped
+
+    module.RUNNERS = {test_id: timed(test_id, run) for test_id, run in module.RUNNERS.items()}
     started = time.perf_counter()
-    tests = run_battery_on_cells(cells)
+    tests = run_battery_on_cells(data)
     seconds = time.perf_counter() - started
-    print(f"full battery on cells: {seconds:.1f} s ({sum(t.status == 'ok' for t in tests)} "
-          f"tests ran); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
-    (work / "battery_seconds").write_text(f"{seconds}\n")
+    what = "rows (n = 1)" if rows else "cells"
+    print(f"full battery on {what}: {seconds:.1f} s ({sum(t.status == 'ok' for t in tests)} "
+          f"tests ran; {', '.join(f'{k} {v:.1f}' for k, v in per_test.items())}); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
+    name = "battery_rows" if rows else "battery"
+    (work / f"{name}_seconds").write_text(f"{seconds}\n")
+    (work / f"{name}.json").write_text(json.dumps([t.to_dict() for t in tests]))
+    if rows:
+        compare_batteries(work)
+
+
+def _numbers(test: dict) -> dict[str, float]:
+    """The numbers of one test that the two batteries must share."""
+    found = {k: test[k] for k in ("estimate", "ci_low", "ci_high", "p_value", "p_adjusted")
+             if test.get(k) is not None}
+    details = test.get("details", {})
+    if "se" in details and details["se"] is not None:
+        found["se"] = details["se"]
+    if isinstance(details.get("randomization"), dict):
+        found["randomization p"] = details["randomization"]["p_value"]
+    for row in details.get("event_study") or []:
+        if not row["reference"]:
+            found[f"event month {row['event_time']}"] = row["estimate"]
+            found[f"event month {row['event_time']} se"] = row["se"]
+    return found
+
+
+def compare_batteries(work: Path) -> None:
+    """Largest relative difference between the battery on cells and on rows, over every number."""
+    on_cells = {t["id"]: t for t in json.loads((work / "battery.json").read_text())}
+    on_rows = {t["id"]: t for t in json.loads((work / "battery_rows.json").read_text())}
+    worst = (0.0, "")
+    for test_id, test in on_cells.items():
+        mine, theirs = _numbers(test), _numbers(on_rows[test_id])
+        if mine.keys() != theirs.keys() or test["status"] != on_rows[test_id]["status"]:
+            print(f"  {test_id}: different results on cells and rows")
+            worst = (math.inf, test_id)
+            continue
+        for key, value in mine.items():
+            gap = abs(theirs[key] - value) / max(abs(value), 1e-300) if value else abs(theirs[key])
+            worst = max(worst, (gap, f"{test_id} {key}"))
+    cells_seconds = float((work / "battery_seconds").read_text())
+    rows_seconds = float((work / "battery_rows_seconds").read_text())
+    gap = f"{worst[0]:.1e} ({worst[1]})" if worst[0] > 0 else "0 (every number identical)"
+    print(f"battery on rows / on cells: {rows_seconds:.1f} s / {cells_seconds:.1f} s = "
+          f"{rows_seconds / cells_seconds:.2f}x; largest relative difference of any number "
+          f"(estimates, CIs, SEs, p-values, randomization p, event study): {gap}")
 
 
 def models(data: Path, work: Path) -> None:
@@ -186,16 +281,19 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cells-vs-rows"),
                         help="scratch folder for the cells")
-    parser.add_argument("--step", choices=("build", "battery", "models"), help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=("build", "battery", "battery-rows", "models"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.step:
         {"build": lambda: build(args.data, args.work), "battery": lambda: battery(args.work),
+         "battery-rows": lambda: battery(args.work, rows=True),
          "models": lambda: models(args.data, args.work)}[args.step]()
         return
     # Each step in its own process, so that each one's memory is its own.
-    (args.work / "battery_seconds").unlink(missing_ok=True)
-    for step in ("build", "battery", "models"):
+    for stale in ("battery_seconds", "battery_rows_seconds", "battery.json", "battery_rows.json"):
+        (args.work / stale).unlink(missing_ok=True)
+    for step in ("build", "battery", "battery-rows", "models"):
         finished = subprocess.run([sys.executable, __file__, "--data", str(args.data), "--work",
                                    str(args.work), "--step", step], check=False)
         if finished.returncode != 0:  # e.g. the battery killed for lack of memory: say so, go on
