@@ -22,7 +22,8 @@ memory: it keeps a few bytes of integer codes per case, counts each table by sor
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -343,10 +344,17 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        # Each table is written in a second thread while the next is counted (both mostly run
-        # outside the GIL); one table waits to be written at a time, which bounds the memory.
-        with ThreadPoolExecutor(max_workers=1) as writing:
-            written = None
+        # Two threads write while the main thread counts (all mostly outside the GIL): one
+        # writes the account and event tables, the other the spend and appeal tables, so that,
+        # as a range's tables are counted in that order, consecutive tables go to different
+        # threads. Each table stays with one thread, so its row groups stay in order. A table's
+        # next range waits for its previous write: at most one range per table is held for
+        # writing, which bounds the memory. (One writer thread was 4-7% slower at 10M cases,
+        # with the same peak memory.)
+        with ExitStack() as threads:
+            pair = [threads.enter_context(ThreadPoolExecutor(max_workers=1)) for _ in range(2)]
+            writing = dict(zip(CELL_TABLES, [pair[0], pair[1], pair[1], pair[0]], strict=True))
+            written: dict[str, Future] = {}
             for low, high in itertools.pairwise(bounds):
                 part = codes.accounts(low, high) if parts > 1 else codes
                 ranges = max(1, -(-len(part.flags) // _CASES_PER_RANGE))
@@ -356,16 +364,16 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
                     cut = part.accounts(start, stop, in_spend) if ranges > 1 else part
                     for name, path in zip(CELL_TABLES, paths, strict=True):
                         counted = _count_words(cut, name, layouts[name])
-                        if written is not None:
-                            written.result()
-                        written = writing.submit(_write_cells_in_row_groups, writers, name,
-                                                 path, codes, categories, layouts[name],
-                                                 *counted)
+                        if name in written:
+                            written[name].result()
+                        written[name] = writing[name].submit(
+                            _write_cells_in_row_groups, writers, name, path, codes, categories,
+                            layouts[name], *counted)
                         del counted
                     del cut
                 del part, in_spend
-            if written is not None:
-                written.result()
+            for future in written.values():
+                future.result()
     finally:
         for writer in writers.values():
             writer.close()
