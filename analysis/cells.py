@@ -52,12 +52,7 @@ CELL_INPUT_COLUMNS = ["account_id", "advertiser_account", "policy", "severity_ba
                       "reversed", "flag_date", "directive_date", "trailing_spend"]
 
 
-def with_post(cases: pl.LazyFrame) -> pl.LazyFrame:
-    """``post``: the case was flagged on or after the directive date (false without a watchlist)."""
-    return cases.with_columns(post=_POST)
-
-
-#: ``post`` (see :func:`with_post`).
+#: ``post``: the case was flagged on or after the directive date (false without a watchlist).
 _POST = (pl.col("flag_date") >= pl.col("directive_date")).fill_null(False)
 #: ``event_month``: calendar months from the directive's month to the flag date's.
 _EVENT_MONTH = ((pl.col("flag_date").dt.year() * 12 + pl.col("flag_date").dt.month())
@@ -72,23 +67,29 @@ _TABLE_KEYS = {"account": ACCOUNT_KEY, "spend": SPEND_KEY, "appeal": APPEAL_KEY,
                "event": EVENT_KEY}
 
 
+def table_cases(cases: pl.LazyFrame, table: str) -> pl.LazyFrame:
+    """The cases that cell table ``table`` counts, with the key columns it derives (``post``
+    for the account table, ``event_month`` for the event table)."""
+    rows = _TABLE_CASES[table]
+    derived = {"account": {"post": _POST}, "event": {"event_month": _EVENT_MONTH}}
+    return (cases if rows is None else cases.filter(rows)).with_columns(**derived.get(table, {}))
+
+
 def _account_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    return _count(with_post(cases), ACCOUNT_KEY)
+    return _count(table_cases(cases, "account"), ACCOUNT_KEY)
 
 
 def _spend_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    return (_count(cases.filter(_TABLE_CASES["spend"]), SPEND_KEY,
-                   pl.col("trailing_spend").first())
+    return (_count(table_cases(cases, "spend"), SPEND_KEY, pl.col("trailing_spend").first())
             .with_columns(log10_spend=pl.col("trailing_spend").log10()))
 
 
 def _appeal_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    return _count(cases.filter(_TABLE_CASES["appeal"]), APPEAL_KEY)
+    return _count(table_cases(cases, "appeal"), APPEAL_KEY)
 
 
 def _event_plan(cases: pl.LazyFrame) -> pl.LazyFrame:
-    return _count(cases.filter(_TABLE_CASES["event"]).with_columns(event_month=_EVENT_MONTH),
-                  EVENT_KEY)
+    return _count(table_cases(cases, "event"), EVENT_KEY)
 
 
 # --------------------------------------------------------------------------------------------

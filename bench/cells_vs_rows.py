@@ -101,25 +101,13 @@ def build(data: Path, work: Path) -> None:
 def row_tables(cases: pl.LazyFrame) -> list[pl.DataFrame]:
     """The four cell tables' columns with one row per case and ``n`` = 1 (no counting): the
     battery's inputs as they would be without cells."""
-    from analysis.cells import (
-        _EVENT_MONTH,
-        _TABLE_CASES,
-        ACCOUNT_KEY,
-        APPEAL_KEY,
-        EVENT_KEY,
-        SPEND_KEY,
-        with_post,
-    )
+    from analysis.cells import _TABLE_KEYS, CELL_TABLES, table_cases
 
     one = pl.lit(1, dtype=pl.UInt32).alias("n")
-    plans = [
-        with_post(cases).select(*ACCOUNT_KEY, one),
-        cases.filter(_TABLE_CASES["spend"]).select(
-            *SPEND_KEY, one, "trailing_spend", log10_spend=pl.col("trailing_spend").log10()),
-        cases.filter(_TABLE_CASES["appeal"]).select(*APPEAL_KEY, one),
-        cases.filter(_TABLE_CASES["event"]).with_columns(event_month=_EVENT_MONTH)
-        .select(*EVENT_KEY, one),
-    ]
+    spend = [pl.col("trailing_spend"), pl.col("trailing_spend").log10().alias("log10_spend")]
+    plans = [table_cases(cases, name).select(*_TABLE_KEYS[name], one,
+                                             *(spend if name == "spend" else []))
+             for name in CELL_TABLES]
     return pl.collect_all(plans, engine="streaming")
 
 
