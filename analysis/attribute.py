@@ -21,9 +21,6 @@ whose window leaves that span has unknown spend and is excluded (reason
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -31,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from analysis.config import SEVERITY_BANDS, SPEND_TIERS, WINDOW_DAYS
-from analysis.load import Dataset
+from analysis.load import Dataset, few_row_groups_ahead
 from analysis.schema import DataError, Problem
 
 OUTSIDE_COVERAGE = "spend window outside spend coverage"
@@ -164,28 +161,6 @@ def severity_band(severity: pl.Expr) -> pl.Expr:
     for upper, label in SEVERITY_BANDS:
         expr = expr.when(severity < upper).then(pl.lit(label))
     return expr.otherwise(pl.lit(SEVERITY_BANDS[-1][1]))
-
-
-@contextmanager
-def few_row_groups_ahead(row_groups: int = 1) -> Iterator[None]:
-    """While the block runs, polars' streaming Parquet reader reads ``row_groups`` row groups
-    ahead of the work (unless ``POLARS_ROW_GROUP_PREFETCH_SIZE`` is set already).
-
-    By default it reads as many ahead as it may, all 20 row groups of a 10M-case enforcement
-    file, and holds them in memory: about 0.3 GB of the peak of ``levelfield cells`` at 10M
-    cases. One is enough: with two, the pass over 10M cases took as long and its peak was
-    about 0.03 GB higher. Polars reads the variable when a query starts; it is removed again
-    afterwards.
-    """
-    name = "POLARS_ROW_GROUP_PREFETCH_SIZE"
-    if name in os.environ:
-        yield
-        return
-    os.environ[name] = str(row_groups)
-    try:
-        yield
-    finally:
-        os.environ.pop(name, None)
 
 
 def _severity_band_enum(severity: pl.Expr) -> pl.Expr:

@@ -325,7 +325,7 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     """
     import pyarrow.parquet as pq
 
-    from analysis.attribute import few_row_groups_ahead
+    from analysis.load import few_row_groups_ahead
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,13 @@ file, row, column and value, as a :class:`~analysis.schema.DataError`.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from analysis.schema import CONTRACT, DataError, Problem, Table, find_table_file
@@ -75,7 +79,8 @@ def load(path: str | Path, *, check_contract: bool = True) -> Dataset:
         raise DataError([Problem(str(folder), "no such folder", check="folder")], source=str(folder))
     raw, problems = _scan_folder(folder)
     if check_contract:
-        problems += _check(raw, folder)
+        with few_row_groups_ahead():
+            problems += _check(raw, folder)
     if problems:
         raise DataError(problems, source=str(folder))
     tables = {name: frame.select(list(CONTRACT[name].schema)) for name, (frame, _) in raw.items()}
@@ -93,6 +98,28 @@ def sha256(file: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def few_row_groups_ahead(row_groups: int = 1) -> Iterator[None]:
+    """While the block runs, polars' streaming Parquet reader reads ``row_groups`` row groups
+    ahead of the work (unless ``POLARS_ROW_GROUP_PREFETCH_SIZE`` is set already).
+
+    By default it reads as many ahead as it may, all 20 row groups of a 10M-case enforcement
+    file, and holds them in memory: about 0.3 GB of the peak of ``levelfield cells`` at 10M
+    cases. One is enough: with two, the pass over 10M cases took as long and its peak was
+    about 0.03 GB higher. Polars reads the variable when a query starts; it is removed again
+    afterwards.
+    """
+    name = "POLARS_ROW_GROUP_PREFETCH_SIZE"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = str(row_groups)
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
 
 
 def _count(frame: pl.LazyFrame) -> int:
@@ -147,7 +174,8 @@ def _raw(column: str) -> str:
 
 
 def _parse(frame: pl.LazyFrame, table: Table, present: pl.Schema) -> pl.LazyFrame:
-    """Typed columns of ``table`` plus, for checks, each column's raw text as ``_raw_<name>``."""
+    """Typed columns of ``table`` plus, for checks, each column as read as ``_raw_<name>``: its
+    text (stripped, empty as null) from CSV, the value itself from a typed Parquet column."""
     exprs: list[pl.Expr] = [pl.col(ROW)]
     for column in table.columns:
         if column.name not in present:
@@ -160,7 +188,7 @@ def _parse(frame: pl.LazyFrame, table: Table, present: pl.Schema) -> pl.LazyFram
             text = pl.when(text == "").then(None).otherwise(text)
             typed = _from_text(text, column.type)
         else:
-            text = source.cast(pl.String)
+            text = source  # typed already: made text only for the rows a problem lists
             typed = _from_typed(source, present[column.name], column.type)
         exprs += [typed.alias(column.name), text.alias(_raw(column.name))]
     return frame.select(exprs)
@@ -230,17 +258,54 @@ _TYPE_WORDS = {
 }
 
 
-def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Problem]:
-    """Every rule of the contract, all problems collected (row-level queries run together)."""
-    queries: list[tuple[str, str, str | None, str, pl.LazyFrame]] = []
+@dataclass(frozen=True, eq=False)
+class _Rule:
+    """One rule of the contract about rows of ``table``; ``value`` is the text shown for a row
+    breaking it."""
 
-    def rows(table: str, check: str, column: str | None, message: str, where: pl.Expr,
-             value: pl.Expr | None = None, frame: pl.LazyFrame | None = None) -> None:
-        base = frame if frame is not None else raw[table][0]
+    table: str
+    check: str
+    column: str | None
+    message: str
+    value: pl.Expr
+
+
+#: Seeds of the two 64-bit hashes keys are compared by (:func:`_check`).
+_KEY_HASH_SEEDS = (0, 7)
+
+
+def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Problem]:
+    """Every rule of the contract, all problems collected.
+
+    Built to stay fast and small at tens of millions of rows. All tables are read in one
+    streaming pass (``pl.collect_all``), which keeps only:
+
+    * the row numbers, and one flag per rule, of rows breaking a rule that looks at one row at
+      a time (types, nulls, vocabularies, ranges, orders);
+    * 64-bit hashes of each table's key, for duplicates: only rows whose hash is shared are read
+      again and their keys compared, so the duplicates found are exact;
+    * the rows whose foreign key is missing from its parent table, found by an anti-join on two
+      independent 64-bit hashes of the key (a missing key would go unnoticed only if it
+      collided with a known key in both, a chance of the order of 2^-128 per row).
+
+    Only for the rows listed in the problems (:data:`MAX_EXAMPLES` per rule) is the offending
+    value read, in a second pass, only if there are problems.
+    """
+    per_row: dict[_Rule, pl.Expr] = {}  # rule -> where it is broken
+    own_query: dict[_Rule, pl.LazyFrame] = {}  # rule -> ROW (and value) of the rows breaking it
+
+    def rule(table: str, check: str, column: str | None, message: str,
+             value: pl.Expr | None = None) -> _Rule:
         shown = value if value is not None else (
             pl.col(_raw(column)) if column else pl.lit(None, pl.String))
-        queries.append((table, check, column, message,
-                        base.filter(where).select(pl.col(ROW), shown.cast(pl.String).alias("value"))))
+        return _Rule(table, check, column, message, shown.cast(pl.String))
+
+    def rows(table: str, check: str, column: str | None, message: str, where: pl.Expr,
+             value: pl.Expr | None = None) -> None:
+        per_row[rule(table, check, column, message, value)] = where
+
+    def hashes(frame: pl.LazyFrame, column: str) -> list[pl.Expr]:
+        return [pl.col(column).hash(seed).alias(f"_hash_{seed}") for seed in _KEY_HASH_SEEDS]
 
     for name, (frame, _) in raw.items():
         table = CONTRACT[name]
@@ -257,19 +322,16 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
                 rows(name, "range", c.name, f"must be >= {c.minimum:g}", typed < c.minimum)
             if c.maximum is not None:
                 rows(name, "range", c.name, f"must be <= {c.maximum:g}", typed > c.maximum)
-        if table.key:
-            key = pl.col(table.key)
-            rows(name, "duplicate", table.key,
-                 f"duplicate {table.key}: the same value is on an earlier row",
-                 key.is_not_null() & ~key.is_first_distinct())
 
     def foreign(child: str, column: str, parent: str, parent_column: str) -> None:
         if child not in raw or parent not in raw:
             return
-        known = raw[parent][0].select(pl.col(parent_column).alias("_known")).unique()
-        joined = raw[child][0].join(known, left_on=column, right_on="_known", how="anti")
-        rows(child, "foreign key", column, f"{column} does not exist in {parent}",
-             pl.col(column).is_not_null(), frame=joined)
+        seeds = [f"_hash_{seed}" for seed in _KEY_HASH_SEEDS]
+        known = raw[parent][0].select(hashes(raw[parent][0], parent_column)).unique()
+        found = rule(child, "foreign key", column, f"{column} does not exist in {parent}")
+        own_query[found] = (raw[child][0].filter(pl.col(column).is_not_null())
+                            .select(ROW, *hashes(raw[child][0], column))
+                            .join(known, on=seeds, how="anti").select(ROW))
 
     foreign("accounts", "advertiser_id", "advertisers", "advertiser_id")
     foreign("ad_spend", "advertiser_id", "advertisers", "advertiser_id")
@@ -281,12 +343,15 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
         rows("ad_spend", "period order", "period_end", "period_end is before period_start",
              pl.col("period_end") < pl.col("period_start"))
         previous_end = pl.col("period_end").shift(1).over("advertiser_id", order_by="period_start")
-        ordered = raw["ad_spend"][0].with_columns(_previous_end=previous_end)
-        rows("ad_spend", "overlap", "period_start",
-             "spend periods of one advertiser overlap (this period starts before the previous one "
-             "of the same advertiser ends)", pl.col("period_start") <= pl.col("_previous_end"),
-             value=pl.format("{} starts {}, its previous period ends {}", pl.col("advertiser_id"),
-                             pl.col("period_start"), pl.col("_previous_end")), frame=ordered)
+        overlap = rule(
+            "ad_spend", "overlap", "period_start",
+            "spend periods of one advertiser overlap (this period starts before the previous one "
+            "of the same advertiser ends)",
+            value=pl.format("{} starts {}, its previous period ends {}", pl.col("advertiser_id"),
+                            pl.col("period_start"), pl.col("_previous_end")))
+        own_query[overlap] = (raw["ad_spend"][0].with_columns(_previous_end=previous_end)
+                              .filter(pl.col("period_start") <= pl.col("_previous_end"))
+                              .select(ROW, overlap.value.alias("value")))
         rows("ad_spend", "currency code", "currency", "not an ISO 4217 code (three capital letters)",
              pl.col("currency").is_not_null() & ~pl.col("currency").str.contains(r"^[A-Z]{3}$"))
     if "enforcement" in raw:
@@ -301,17 +366,88 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
         rows("watchlist", "listing order", "delisted_at", "delisted_at is before listed_at",
              pl.col("delisted_at") < pl.col("listed_at"))
 
-    frames = pl.collect_all([q[-1] for q in queries])
+    # The one pass: per table, the flagged rows and the hashes of its key; the own queries.
+    flags: dict[str, dict[_Rule, str]] = {}
+    queries: dict[tuple[str, str], pl.LazyFrame] = {}
+    keys = {name: CONTRACT[name].key for name in raw if CONTRACT[name].key}
+    for name, (frame, _) in raw.items():
+        flags[name] = {r: f"_rule_{i}" for i, r in enumerate(per_row) if r.table == name}
+        queries[name, "flags"] = (
+            frame.select(ROW, *[per_row[r].fill_null(False).alias(f)
+                                for r, f in flags[name].items()])
+            .filter(pl.any_horizontal(list(flags[name].values()))))
+        if name in keys:
+            queries[name, "key"] = (frame.filter(pl.col(keys[name]).is_not_null())
+                                    .select(ROW, pl.col(keys[name]).hash(_KEY_HASH_SEEDS[0])))
+    collected = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming"),
+                         strict=True))
+    collected |= dict(zip(own_query, pl.collect_all(list(own_query.values()), engine="streaming"),
+                          strict=True))
+
+    # Each rule's offending rows, in row order: (ROW[, value]) and how many there are.
+    broken: dict[_Rule, pl.DataFrame] = {}
+    for name in raw:
+        hits = collected[name, "flags"].sort(ROW)
+        for r, f in flags[name].items():
+            broken[r] = hits.filter(pl.col(f)).select(ROW)
+        if name in keys:
+            duplicate = rule(name, "duplicate", keys[name],
+                             f"duplicate {keys[name]}: the same value is on an earlier row")
+            broken[duplicate] = _duplicate_rows(raw[name][0], keys[name],
+                                                collected.pop((name, "key")))
+    broken |= {r: collected[r].sort(ROW) for r in own_query}
+
     problems: list[Problem] = []
-    for (table, check, column, message, _), found in zip(queries, frames, strict=True):
-        file = raw[table][1].name
-        for row, value in found.head(MAX_EXAMPLES).iter_rows():
-            problems.append(Problem(file, message, row=row, column=column, value=value, check=check))
-        if found.height > MAX_EXAMPLES:
-            problems.append(Problem(file, f"{found.height - MAX_EXAMPLES} more rows: {message}",
-                                    column=column, check=check))
+    for found, listed in _with_values(raw, broken).items():
+        file = raw[found.table][1].name
+        for row, value in listed.iter_rows():
+            problems.append(Problem(file, found.message, row=row, column=found.column,
+                                    value=value, check=found.check))
+        if broken[found].height > MAX_EXAMPLES:
+            problems.append(Problem(file, f"{broken[found].height - MAX_EXAMPLES} more rows: "
+                                    f"{found.message}", column=found.column, check=found.check))
     problems += _check_currencies(raw)
     return problems
+
+
+def _duplicate_rows(frame: pl.LazyFrame, key: str, hashed: pl.DataFrame) -> pl.DataFrame:
+    """The rows (``ROW``) whose ``key`` is on an earlier row, in row order, given ``hashed``:
+    the ``ROW`` and a 64-bit hash of the key of every row whose key is given.
+
+    Holding ten million keys to compare them takes gigabytes; their hashes take 80 MB, sorted
+    in a second. Only rows whose hash is shared (every duplicate, and in a clean table almost
+    never anything else) are read again, with their keys, to compare the keys themselves.
+    """
+    values = hashed.to_series(1).to_numpy()
+    ordered = np.sort(values)
+    shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del values, ordered
+    if not len(shared):
+        return pl.DataFrame(schema={ROW: hashed.schema[ROW]})
+    rows = hashed.filter(pl.col(hashed.columns[1]).is_in(pl.Series(shared).implode()))[ROW]
+    suspects = (frame.filter(pl.col(ROW).is_in(rows.implode())).select(ROW, key)
+                .collect(engine="streaming").sort(ROW))
+    return suspects.filter(~pl.col(key).is_first_distinct()).select(ROW)
+
+
+def _with_values(raw: dict[str, tuple[pl.LazyFrame, Path]], broken: dict[_Rule, pl.DataFrame]
+                 ) -> dict[_Rule, pl.DataFrame]:
+    """The first :data:`MAX_EXAMPLES` rows of each rule (``ROW``, ``value``). Values not found
+    yet are read in one more streaming pass per table, only for those rows."""
+    listed = {r: rows.head(MAX_EXAMPLES) for r, rows in broken.items() if rows.height}
+    missing = {r for r, rows in listed.items() if "value" not in rows.columns}
+    for name, (frame, _) in raw.items():
+        rules = [r for r in listed if r in missing and r.table == name]
+        if not rules:
+            continue
+        wanted = pl.concat([listed[r][ROW] for r in rules]).unique()
+        values = (frame.filter(pl.col(ROW).is_in(wanted.implode()))
+                  .select(ROW, *[r.value.alias(f"_value_{i}") for i, r in enumerate(rules)])
+                  .collect(engine="streaming"))
+        for i, r in enumerate(rules):
+            listed[r] = listed[r].join(values.select(ROW, value=pl.col(f"_value_{i}")), on=ROW,
+                                       how="left", maintain_order="left")
+    return listed
 
 
 def _check_currencies(raw: dict[str, tuple[pl.LazyFrame, Path]]) -> list[Problem]:

@@ -146,3 +146,55 @@ def test_readme_shows_the_contract_as_declared() -> None:
     from tests.conftest import REPO
 
     assert contract_markdown() in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_problems_beyond_the_examples_are_counted(tmp_path: Path) -> None:
+    """1,005 rows with an unknown action: the first 1,000 are listed, the other 5 counted."""
+    from analysis.load import MAX_EXAMPLES
+
+    tables = dict(TINY)
+    rows = [f"x{i},a2,2023-04-06T10:00:00Z,spam,,deleted,,," for i in range(MAX_EXAMPLES + 5)]
+    tables["enforcement"] = TINY["enforcement"].rstrip() + "\n" + "\n".join(rows) + "\n"
+    found = [p for p in problems_of(write_world(tmp_path / "many", tables))
+             if p.check == "vocabulary"]
+    listed = [p for p in found if p.row is not None]
+    assert len(listed) == MAX_EXAMPLES
+    assert [p.row for p in listed] == list(range(6, 6 + MAX_EXAMPLES))  # after c1..c5, in order
+    assert all(p.value == "deleted" for p in listed)
+    assert [p.message for p in found if p.row is None] == [
+        "5 more rows: must be one of removed, restricted, no_action"]
+
+
+def test_typed_parquet_problems_show_the_values(tmp_path: Path, tiny_world: Path) -> None:
+    """Parquet columns arrive typed: the values shown are made from the typed values."""
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for name in TINY:
+        typed = load(tiny_world)[name].collect()
+        if name == "enforcement":
+            typed = typed.with_columns(
+                case_id=pl.when(pl.col("case_id") == "c3").then(pl.lit("c1"))
+                .otherwise(pl.col("case_id")),
+                account_id=pl.when(pl.col("case_id") == "c2").then(pl.lit("a9"))
+                .otherwise(pl.col("account_id")),
+                decided_at=pl.when(pl.col("case_id") == "c4")
+                .then(pl.col("flagged_at") - pl.duration(hours=1)).otherwise(pl.col("decided_at")))
+        typed.write_parquet(folder / f"{name}.parquet")
+    found = {(p.check, p.row, p.value) for p in problems_of(folder)}
+    assert found == {("duplicate", 3, "c1"), ("foreign key", 2, "a9"),
+                     ("decision order", 4,
+                      "decided 2023-01-04 23:00:00.000000+00:00 < flagged 2023-01-05 00:00:00.000000+00:00")}
+
+
+def test_duplicate_keys_are_confirmed_on_the_keys_themselves() -> None:
+    """Rows whose key hashes are equal are only candidates: here every hash is forged equal,
+    and only the rows whose key really is on an earlier row are reported."""
+    from analysis.load import ROW, _duplicate_rows
+
+    frame = pl.LazyFrame({ROW: [1, 2, 3, 4, 5], "case_id": ["a", "b", "a", "c", "b"]},
+                         schema_overrides={ROW: pl.UInt32})
+    forged = pl.DataFrame({ROW: [1, 2, 3, 4, 5], "_hash": [7] * 5},
+                          schema={ROW: pl.UInt32, "_hash": pl.UInt64})
+    assert _duplicate_rows(frame, "case_id", forged)[ROW].to_list() == [3, 5]
+    unique = pl.DataFrame({ROW: [1, 2], "_hash": [1, 2]}, schema=forged.schema)
+    assert _duplicate_rows(frame, "case_id", unique).is_empty()
