@@ -198,3 +198,21 @@ def test_duplicate_keys_are_confirmed_on_the_keys_themselves() -> None:
     assert _duplicate_rows(frame, "case_id", forged)[ROW].to_list() == [3, 5]
     unique = pl.DataFrame({ROW: [1, 2], "_hash": [1, 2]}, schema=forged.schema)
     assert _duplicate_rows(frame, "case_id", unique).is_empty()
+
+
+def test_keys_found_when_every_first_hash_collides(tmp_path: Path, monkeypatch) -> None:
+    """Keys are compared by hashes: with the first hash forged to collide for every key, the
+    missing account and the duplicate case are still found, and nothing else."""
+    import analysis.load as loading
+
+    def colliding(column: str) -> list[pl.Expr]:
+        first, second = real(column)
+        return [pl.lit(1, pl.UInt64).alias(first.meta.output_name()), second]
+
+    real = loading._key_hashes
+    monkeypatch.setattr(loading, "_key_hashes", colliding)
+    tables = dict(TINY)
+    tables["enforcement"] = (tables["enforcement"].replace("c2,a2,", "c1,a2,")
+                             .replace("c3,a3,", "c3,a9,"))
+    found = {(p.check, p.row, p.value) for p in problems_of(write_world(tmp_path / "w", tables))}
+    assert found == {("duplicate", 2, "c1"), ("foreign key", 3, "a9")}
