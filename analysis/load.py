@@ -185,7 +185,7 @@ def _parse(frame: pl.LazyFrame, table: Table, present: pl.Schema) -> pl.LazyFram
         source = pl.col(column.name)
         if present[column.name] == pl.String:
             text = source.str.strip_chars()
-            text = pl.when(text == "").then(None).otherwise(text)
+            text = pl.when(text != "").then(text)  # empty is missing
             typed = _from_text(text, column.type)
         else:
             text = source  # typed already: made text only for the rows a problem lists
