@@ -320,27 +320,54 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
     for column, values in flat.items():
         values[at_day] = placed[column].to_numpy()
     del placed, at_day
-    accounts = accounts.join(spans.select("advertiser_id", "_base", "_first", "_last"),
-                             on="advertiser_id", how="left", maintain_order="left")
 
-    def of_account(column: str) -> pl.Expr:
-        return pl.lit(accounts[column]).gather(code)
+    # Per account, besides its hash and its Enum code, only two row numbers: its advertiser's
+    # row in a table of advertisers (with the day table's span of each) and its row in a table
+    # of listed accounts (null: none). Everything else is gathered through them from those
+    # small tables, so that at millions of accounts the per-account arrays stay small.
+    advertisers = (accounts.filter(pl.col("advertiser_id").is_not_null())
+                   .select("advertiser_id", "parent_name")
+                   .unique("advertiser_id", keep="first", maintain_order=True)
+                   .join(spans.select("advertiser_id", "_base", "_first", "_last"),
+                         on="advertiser_id", how="left", maintain_order="left"))
+    listing = [c for c in accounts.columns if c not in ("account_id", "advertiser_id",
+                                                        "parent_name")]
+    listed = pl.col("listed_at").is_not_null()
+    rows = accounts.select(
+        _advertiser_row=pl.col("advertiser_id").replace_strict(
+            advertisers["advertiser_id"], pl.int_range(advertisers.height, dtype=pl.UInt32,
+                                                       eager=True), default=None),
+        _listing_row=pl.when(listed).then(listed.cum_sum().cast(pl.UInt32) - 1))
+    listings = accounts.filter(listed).select(listing)
+
+    def gather(table: pl.DataFrame, column: str, row: str) -> pl.Expr:
+        return pl.lit(table[column]).gather(pl.col(row)).alias(column)
 
     day = pl.col("flag_date").cast(pl.Int32).cast(pl.Int64)
-    in_span = (day >= of_account("_first")) & (day <= of_account("_last"))
-    at = pl.when(in_span).then(of_account("_base") + day)
+    in_span = (day >= pl.col("_first")) & (day <= pl.col("_last"))
+    at = pl.when(in_span).then(pl.col("_base") + day)
     key, lookup = account_lookup(accounts.select(
         "account_id", _code=pl.int_range(pl.len(), dtype=pl.UInt32)))
-    attributes = [c for c in accounts.columns if c not in ("_base", "_first", "_last")]
+    case_keys = _case_keys(key)
+    if key == "_h":
+        # Every case's account is known (attribute() checked it, on both hashes) and no two
+        # accounts share the first hash: the first alone finds the account. Joining on it
+        # alone, the second hash is neither computed per case nor held in the join's table.
+        case_keys, lookup = case_keys[:1], lookup.select("_h", "_code")
     return (
-        enforcement.with_columns(_case_keys(key))
+        enforcement.with_columns(case_keys)
         .join(lookup.lazy(), on=key, how="left", maintain_order="left")
+        .with_columns(pl.lit(rows[c]).gather(code).alias(c) for c in rows.columns)
         .with_columns(
-            *[of_account(c).alias(c) for c in attributes if c != "account_id"],
+            *[gather(advertisers, c, "_advertiser_row")
+              for c in ("advertiser_id", "parent_name", "_base", "_first", "_last")],
+            *[gather(listings, c, "_listing_row") for c in listing],
             account_id=pl.lit(pl.Series(ids, dtype=account)).gather(code),
-            # A Boolean per account, so that the cells need not gather the advertiser's id.
-            _advertiser_account=pl.lit(accounts["advertiser_id"].is_not_null()).gather(code),
+            # A Boolean per case, so that the cells need not read the advertiser's id.
+            _advertiser_account=pl.col("_advertiser_row").is_not_null(),
             policy=pl.col("policy").cast(policy),
+        )
+        .with_columns(
             trailing_spend=pl.lit(pl.Series(flat["trailing_spend"])).gather(at),
             spend_tier=pl.lit(pl.Series(flat["spend_tier"])).gather(at),
         )
