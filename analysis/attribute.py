@@ -287,9 +287,10 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
     64-bit hash of its id (:func:`account_lookup`; exact, since :func:`attribute` has already
     found every case's account in the accounts table), which gives its position in the sorted
     accounts: its Enum code. Everything else is gathered by position from small arrays: the
-    account's attributes, and the spend and tier of its advertiser on the flag date from the
-    day table laid out flat, each advertiser's days from its first to its last. ``policy``
-    becomes the Enum ``policy``.
+    account's advertiser and listing periods (through the account's row in a table of
+    advertisers and in a table of listed accounts), and the spend and tier of its advertiser on
+    the flag date from the day table laid out flat, each advertiser's days from its first to its
+    last. ``policy`` becomes the Enum ``policy``.
     """
     accounts = account_attributes(dataset).collect().sort("account_id")
     ids = accounts["account_id"]
