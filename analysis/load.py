@@ -396,28 +396,33 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
     second = _collect({**{("key", name): q for name, q in hashed.items()},
                        **{("rule", r): q for r, q in own_query.items()}})
 
-    # Each rule's offending rows, in row order: (ROW[, value]) and how many there are.
-    broken: dict[_Rule, pl.DataFrame] = {}
+    # Each rule's first offending rows, in row order (ROW[, value]), and how many there are.
+    broken: dict[_Rule, tuple[pl.DataFrame, int]] = {}
+
+    def keep(found: _Rule, rows: pl.DataFrame) -> None:
+        broken[found] = (rows.head(MAX_EXAMPLES), rows.height)
+
     for name in raw:
         hits = flagged.pop(name).sort(ROW)
         for r, f in flags[name].items():
-            broken[r] = hits.filter(pl.col(f)).select(ROW)
+            keep(r, hits.filter(pl.col(f)).select(ROW))
+        del hits
         if name in keys:
             duplicate = rule(name, "duplicate", keys[name],
                              f"duplicate {keys[name]}: the same value is on an earlier row")
-            broken[duplicate] = _duplicate_rows(raw[name][0], keys[name],
-                                                second.pop(("key", name)))
-    broken |= {r: second[("rule", r)].sort(ROW) for r in own_query}
+            keep(duplicate, _duplicate_rows(raw[name][0], keys[name], second.pop(("key", name))))
+    for r in own_query:
+        keep(r, second.pop(("rule", r)).sort(ROW))
 
     problems: list[Problem] = []
-    for found, listed in _with_values(raw, broken).items():
+    for found, listed in _with_values(raw, {r: rows for r, (rows, _) in broken.items()}).items():
         file = raw[found.table][1].name
         for row, value in listed.iter_rows():
             problems.append(Problem(file, found.message, row=row, column=found.column,
                                     value=value, check=found.check))
-        if broken[found].height > MAX_EXAMPLES:
-            problems.append(Problem(file, f"{broken[found].height - MAX_EXAMPLES} more rows: "
-                                    f"{found.message}", column=found.column, check=found.check))
+        if (total := broken[found][1]) > MAX_EXAMPLES:
+            problems.append(Problem(file, f"{total - MAX_EXAMPLES} more rows: {found.message}",
+                                    column=found.column, check=found.check))
     problems += _check_currencies(raw)
     return problems
 
@@ -448,11 +453,11 @@ def _duplicate_rows(frame: pl.LazyFrame, key: str, hashed: pl.DataFrame) -> pl.D
     return suspects.filter(~pl.col(key).is_first_distinct()).select(ROW)
 
 
-def _with_values(raw: dict[str, tuple[pl.LazyFrame, Path]], broken: dict[_Rule, pl.DataFrame]
+def _with_values(raw: dict[str, tuple[pl.LazyFrame, Path]], listed: dict[_Rule, pl.DataFrame]
                  ) -> dict[_Rule, pl.DataFrame]:
-    """The first :data:`MAX_EXAMPLES` rows of each rule (``ROW``, ``value``). Values not found
-    yet are read in one more streaming pass per table, only for those rows."""
-    listed = {r: rows.head(MAX_EXAMPLES) for r, rows in broken.items() if rows.height}
+    """The rows listed for each rule that has any, with their ``value``. Values not found yet
+    are read in one more streaming pass per table, only for those rows."""
+    listed = {r: rows for r, rows in listed.items() if rows.height}
     missing = {r for r, rows in listed.items() if "value" not in rows.columns}
     for name, (frame, _) in raw.items():
         rules = [r for r in listed if r in missing and r.table == name]
