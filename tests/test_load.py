@@ -216,3 +216,26 @@ def test_keys_found_when_every_first_hash_collides(tmp_path: Path, monkeypatch) 
                              .replace("c3,a3,", "c3,a9,"))
     found = {(p.check, p.row, p.value) for p in problems_of(write_world(tmp_path / "w", tables))}
     assert found == {("duplicate", 2, "c1"), ("foreign key", 3, "a9")}
+
+
+def test_large_csv_parsed_once_gives_the_same_tables_and_problems(tmp_path: Path, tiny_world,
+                                                                   monkeypatch) -> None:
+    """CSV files above CSV_PARSED_ONCE_BYTES are parsed once into a scratch Parquet file; here
+    every file counts as large, and the tables and the problems found are the same."""
+    import analysis.load as loading
+
+    tables = dict(TINY)
+    tables["enforcement"] = (tables["enforcement"].replace("c2,a2,", "c1,a2,")
+                             .replace("spam,0.2,", "spam,1.2,"))
+    bad = write_world(tmp_path / "bad", tables)
+    expected = load(tiny_world)
+    expected_problems = [str(p) for p in problems_of(bad)]
+    monkeypatch.setattr(loading, "CSV_PARSED_ONCE_BYTES", 0)
+    before = len(loading._SCRATCH)
+    got = load(tiny_world)
+    assert len(loading._SCRATCH) == before + len(TINY)  # one scratch file per table
+    assert "parquet" in got["enforcement"].explain().lower()
+    for name in TINY:
+        assert got[name].collect().equals(expected[name].collect()), name
+    assert [str(p) for p in problems_of(bad)] == expected_problems
+    assert len(expected_problems) == 2  # the duplicate case_id and the severity out of range
