@@ -365,14 +365,15 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
         # The parent's keys first (a small table), so that the child's rows stream through.
         known = (raw[parent][0].select(_key_hashes(parent_column)).unique()
                  .collect(engine="streaming"))
-        rows = raw[child][0].filter(pl.col(column).is_not_null()).select(ROW,
-                                                                         *_key_hashes(column))
+        children = (raw[child][0].filter(pl.col(column).is_not_null())
+                    .select(ROW, *_key_hashes(column)))
         if known[first].is_unique().all():
             # A join on one hash, then the second compared: twice as fast as joining on both.
-            found_rows = (rows.join(known.lazy().rename({second: "_known"}), on=first, how="left")
+            found_rows = (children.join(known.lazy().rename({second: "_known"}), on=first,
+                                        how="left")
                           .filter(pl.col("_known").ne_missing(pl.col(second))))
         else:
-            found_rows = rows.join(known.lazy(), on=[first, second], how="anti")
+            found_rows = children.join(known.lazy(), on=[first, second], how="anti")
         found = rule(child, "foreign key", column, f"{column} does not exist in {parent}")
         own_query[found] = found_rows.select(ROW)
 
@@ -392,8 +393,8 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
             "of the same advertiser ends)",
             value=pl.format("{} starts {}, its previous period ends {}", pl.col("advertiser_id"),
                             pl.col("period_start"), pl.col("_previous_end")))
-        # Run now, apart: a window does not stream, and in the one pass below it would make
-        # polars run every query in memory.
+        # Run now, apart: a window does not stream, and among the streaming passes below it
+        # would make polars run every query of its pass in memory.
         own_query[overlap] = (raw["ad_spend"][0].with_columns(_previous_end=previous_end)
                               .filter(pl.col("period_start") <= pl.col("_previous_end"))
                               .select(ROW, overlap.value.alias("value")).collect().lazy())
