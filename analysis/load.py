@@ -8,6 +8,8 @@ file, row, column and value, as a :class:`~analysis.schema.DataError`.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
 import os
 import tempfile
@@ -158,14 +160,35 @@ def _scan_folder(folder: Path) -> tuple[dict[str, tuple[pl.LazyFrame, Path]], li
         if missing:
             continue
         parsed = _parse(frame, table, present)
-        if file.suffix != ".parquet" and file.stat().st_size >= CSV_PARSED_ONCE_BYTES:
-            try:
-                parsed = _parsed_once(parsed, file)
+        if file.suffix != ".parquet":
+            try:  # a CSV file is read through once here, so that a broken line is found now
+                if file.stat().st_size >= CSV_PARSED_ONCE_BYTES:
+                    parsed = _parsed_once(parsed, file)
+                else:
+                    frame.select(pl.all().exclude(ROW).null_count()).collect()
             except (pl.exceptions.PolarsError, OSError) as exc:
-                problems.append(Problem(file.name, f"cannot be read: {exc}", check="unreadable"))
+                problems.append(_unreadable_csv(file, exc))
                 continue
         raw[name] = (parsed, file)
     return raw, problems
+
+
+def _unreadable_csv(file: Path, error: Exception) -> Problem:
+    """The problem to report for a CSV file polars could not read: the first line with more
+    fields than the header, if that is why (polars does not say where), else polars' words."""
+    opener = gzip.open if file.suffix == ".gz" else open
+    try:
+        with opener(file, "rt", encoding="utf-8", newline="") as handle:
+            lines = csv.reader(handle)
+            header = len(next(lines, []))
+            for row, fields in enumerate(lines, start=1):
+                if len(fields) > header:
+                    return Problem(file.name, f"{len(fields)} fields, but the header has "
+                                   f"{header} columns", row=row, check="unreadable")
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    first_line = str(error).strip().splitlines()[0]
+    return Problem(file.name, f"cannot be read: {first_line}", check="unreadable")
 
 
 #: A CSV file at least this large is parsed once, into a scratch Parquet file that every later

@@ -239,3 +239,26 @@ def test_large_csv_parsed_once_gives_the_same_tables_and_problems(tmp_path: Path
         assert got[name].collect().equals(expected[name].collect()), name
     assert [str(p) for p in problems_of(bad)] == expected_problems
     assert len(expected_problems) == 2  # the duplicate case_id and the severity out of range
+
+
+@pytest.mark.parametrize("large", [False, True], ids=["read-through", "parsed-once"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["csv", "csv.gz"])
+def test_a_line_with_too_many_fields_is_located(tmp_path: Path, monkeypatch, large: bool,
+                                                compressed: bool) -> None:
+    import analysis.load as loading
+
+    if large:
+        monkeypatch.setattr(loading, "CSV_PARSED_ONCE_BYTES", 0)
+    tables = dict(TINY)
+    tables["enforcement"] = tables["enforcement"].replace(
+        "c3,a3,2023-04-01T00:00:00Z,hate,0.9,restricted,2023-04-01T06:00:00Z,false,",
+        "c3,a3,2023-04-01T00:00:00Z,hate,0.9,restricted,2023-04-01T06:00:00Z,false,,x,y")
+    folder = write_world(tmp_path / "ragged", tables)
+    if compressed:
+        csv_file = folder / "enforcement.csv"
+        (folder / "enforcement.csv.gz").write_bytes(gzip.compress(csv_file.read_bytes()))
+        csv_file.unlink()
+    found = problems_of(folder)
+    assert [str(p) for p in found] == [
+        f"enforcement.csv{'.gz' if compressed else ''}, line 4: 11 fields, but the header has 9 "
+        "columns"]
