@@ -174,10 +174,18 @@ def _scan_folder(folder: Path) -> tuple[dict[str, tuple[pl.LazyFrame, Path]], li
 
 
 def _unreadable_csv(file: Path, error: Exception) -> Problem:
-    """The problem to report for a CSV file polars could not read: the first line with more
-    fields than the header, if that is why (polars does not say where), else polars' words."""
+    """The problem to report for a CSV file polars could not read: the first line that is not
+    UTF-8 text or has more fields than the header, if that is why (polars does not say where),
+    else polars' words."""
     opener = gzip.open if file.suffix == ".gz" else open
     try:
+        with opener(file, "rb") as binary:
+            for line, text in enumerate(binary, start=1):
+                try:
+                    text.decode("utf-8")
+                except UnicodeDecodeError:
+                    return Problem(file.name, "not UTF-8 text (save the file as UTF-8)",
+                                   row=line - 1 if line > 1 else None, check="unreadable")
         with opener(file, "rt", encoding="utf-8", newline="") as handle:
             lines = csv.reader(handle)
             header = len(next(lines, []))

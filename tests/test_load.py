@@ -262,3 +262,11 @@ def test_a_line_with_too_many_fields_is_located(tmp_path: Path, monkeypatch, lar
     assert [str(p) for p in found] == [
         f"enforcement.csv{'.gz' if compressed else ''}, line 4: 11 fields, but the header has 9 "
         "columns"]
+
+
+def test_a_line_that_is_not_utf8_is_located(tmp_path: Path) -> None:
+    folder = write_world(tmp_path / "latin1", TINY)
+    csv_file = folder / "enforcement.csv"
+    csv_file.write_bytes(csv_file.read_bytes().replace(b"c3,a3", "c3,a3-\u00e9".encode("latin-1")))
+    assert [str(p) for p in problems_of(folder)] == [
+        "enforcement.csv, line 4: not UTF-8 text (save the file as UTF-8)"]
