@@ -270,3 +270,22 @@ def test_a_line_that_is_not_utf8_is_located(tmp_path: Path) -> None:
     csv_file.write_bytes(csv_file.read_bytes().replace(b"c3,a3", "c3,a3-\u00e9".encode("latin-1")))
     assert [str(p) for p in problems_of(folder)] == [
         "enforcement.csv, line 4: not UTF-8 text (save the file as UTF-8)"]
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashes", "first-hash-forged-equal"])
+def test_foreign_keys_into_a_larger_parent(tmp_path: Path, monkeypatch, collide: bool) -> None:
+    """The audit sample's cases must exist in the (much larger) enforcement table, which then
+    streams past the sample's keys instead of being held: the missing case is still found,
+    also when every key's first hash collides."""
+    import analysis.load as loading
+
+    if collide:
+        real = loading._key_hashes
+        monkeypatch.setattr(loading, "_key_hashes", lambda column: [
+            pl.lit(1, pl.UInt64).alias("_hash_first"), real(column)[1]])
+    tables = dict(TINY)
+    tables["audit_sample"] = "case_id,violates\nc1,true\nc7,false\nc3,false\n"
+    found = problems_of(write_world(tmp_path / "audit", tables))
+    assert [str(p) for p in found] == [
+        "audit_sample.csv, line 3, column case_id: case_id does not exist in enforcement "
+        "(value 'c7')"]
