@@ -332,7 +332,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--work", required=True, type=Path, help="scratch folder for outputs")
-    parser.add_argument("--only", default="levelfield,duckdb,pandas,floor",
+    parser.add_argument("--only", default="levelfield,levelfield-checked,duckdb,pandas,floor",
                         help=f"comma-separated, from {', '.join(IMPLEMENTATIONS)}")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
