@@ -82,14 +82,20 @@ def load(path: str | Path, *, check_contract: bool = True) -> Dataset:
     if not folder.is_dir():
         raise DataError([Problem(str(folder), "no such folder", check="folder")], source=str(folder))
     raw, problems = _scan_folder(folder)
-    if check_contract:
-        with few_row_groups_ahead():
-            problems += _check(raw, folder)
-    if problems:
-        raise DataError(problems, source=str(folder))
+    # The files' checksums (for the manifest) are computed beside the check: hashlib works
+    # outside the GIL, and a 2 GB file takes seconds.
+    with ThreadPoolExecutor(max_workers=1) as other:
+        checksums = other.submit(lambda: {name: sha256(file) for name, (_, file) in raw.items()})
+        if check_contract:
+            with few_row_groups_ahead():
+                problems += _check(raw, folder)
+        if problems:
+            checksums.cancel()
+            raise DataError(problems, source=str(folder))
+        checksums = checksums.result()
     tables = {name: frame.select(list(CONTRACT[name].schema)) for name, (frame, _) in raw.items()}
     files = [
-        FileInfo(table=name, name=file.name, sha256=sha256(file), rows=_count(frame))
+        FileInfo(table=name, name=file.name, sha256=checksums[name], rows=_count(frame))
         for name, (frame, file) in sorted(raw.items())
     ]
     return Dataset(folder, tables, files, synthetic=(folder / "truth.json").exists())
