@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from analysis.config import SEVERITY_BANDS, SPEND_TIERS, WINDOW_DAYS
-from analysis.load import Dataset, few_row_groups_ahead
+from analysis.load import KEY_HASH_SEEDS, Dataset, few_row_groups_ahead
 from analysis.schema import DataError, Problem
 
 OUTSIDE_COVERAGE = "spend window outside spend coverage"
@@ -231,14 +231,14 @@ def _attribute(dataset: Dataset, *, window_days: int, sort_by_case: bool, catego
     spend, currency = spend_in_usd(dataset)
     coverage = spend_coverage(spend, currency)
     enforcement = dataset["enforcement"].with_columns(flag_date=pl.col("flagged_at").dt.date())
-    # Two small reads of the enforcement table run beside the day table's (polars alone keeps
-    # about 1.6 of 2 cores busy): the end of the data, and the policies (for the Enum).
+    # Small reads of the enforcement table run beside the day table's (polars alone keeps
+    # about 1.6 of 2 cores busy): the end of the data and, for the Enum, the policies.
     with ThreadPoolExecutor(max_workers=1) as other:
         small = other.submit(lambda: (
             enforcement.select(pl.max_horizontal(pl.col("flagged_at").max(),
                                                  pl.col("decided_at").max())).collect().item(),
             enforcement.select(pl.col("policy").drop_nulls().unique()).collect()
-            .to_series().sort()))
+            .to_series().sort() if categorical else None))
         days, ledger, unknown = spend_by_day(
             advertiser_days(enforcement, dataset["accounts"]), spend, coverage,
             window_days=window_days, excluded_before=dataset.excluded)
@@ -407,10 +407,6 @@ def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.Laz
                          "flag_date", "known_account", "cases")
 
 
-#: Seeds of the two independent 64-bit hashes of an account id (:func:`account_lookup`).
-_HASH_SEEDS = (0, 7)
-
-
 def account_lookup(table: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     """How to find a case's row of ``table`` (one row per ``account_id``): the join key and the
     table to join, keyed by it.
@@ -422,7 +418,7 @@ def account_lookup(table: pl.DataFrame) -> tuple[str, pl.DataFrame]:
     If two accounts do share a hash (or an id), the key is the text itself.
     """
     ids = pl.col("account_id")
-    hashed = table.with_columns(_h=ids.hash(_HASH_SEEDS[0]), _h2=ids.hash(_HASH_SEEDS[1]))
+    hashed = table.with_columns(_h=ids.hash(KEY_HASH_SEEDS[0]), _h2=ids.hash(KEY_HASH_SEEDS[1]))
     if table["account_id"].null_count() == 0 and hashed["_h"].n_unique() == table.height:
         return "_h", hashed.drop("account_id")
     return "account_id", table.with_columns(_known=pl.lit(True))
@@ -432,7 +428,8 @@ def _case_keys(key: str) -> list[pl.Expr]:
     """The columns of the cases that :func:`account_lookup`'s table is joined on."""
     ids = pl.col("account_id")
     if key == "_h":
-        return [ids.hash(_HASH_SEEDS[0]).alias("_h"), ids.hash(_HASH_SEEDS[1]).alias("_h2_case"),
+        return [ids.hash(KEY_HASH_SEEDS[0]).alias("_h"),
+                ids.hash(KEY_HASH_SEEDS[1]).alias("_h2_case"),
                 ids.is_not_null().alias("_id_given")]
     return [ids]
 

@@ -340,14 +340,15 @@ class _Rule:
     value: pl.Expr
 
 
-#: Seeds of the two 64-bit hashes keys are compared by (:func:`_check`).
-_KEY_HASH_SEEDS = (0, 7)
+#: Seeds of the two independent 64-bit hashes keys are compared by (the contract check here,
+#: the account lookup of :mod:`analysis.attribute`).
+KEY_HASH_SEEDS = (0, 7)
 
 
 def _key_hashes(column: str) -> list[pl.Expr]:
     """Two independent 64-bit hashes of a key column, ``_hash_first`` and ``_hash_second``."""
     return [pl.col(column).hash(seed).alias(name)
-            for seed, name in zip(_KEY_HASH_SEEDS, ("_hash_first", "_hash_second"), strict=True)]
+            for seed, name in zip(KEY_HASH_SEEDS, ("_hash_first", "_hash_second"), strict=True)]
 
 
 def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Problem]:
@@ -523,8 +524,9 @@ def _duplicate_rows(frame: pl.LazyFrame, key: str, hashed: pl.DataFrame) -> pl.D
     the ``ROW`` and a 64-bit hash of the key of every row whose key is given.
 
     Holding ten million keys to compare them takes gigabytes; their hashes take 80 MB, sorted
-    in a quarter of a second. Only rows whose hash is shared (every duplicate, and in a clean table almost
-    never anything else) are read again, with their keys, to compare the keys themselves.
+    in a quarter of a second. Only rows whose hash is shared (every duplicate, and in a clean
+    table almost never anything else) are read again, with their keys, to compare the keys
+    themselves.
     """
     ordered = hashed.to_series(1).sort().to_numpy()  # polars sorts on all cores
     shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
