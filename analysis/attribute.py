@@ -217,17 +217,53 @@ def attribute(dataset: Dataset, *, window_days: int = WINDOW_DAYS, sort_by_case:
     >>> ledger.enforcement_rows == ledger.analysed + sum(ledger.excluded.values())
     True
     """
+    cases, ledger, _ = _attribute(dataset, window_days=window_days, sort_by_case=sort_by_case,
+                                  categorical=categorical)
+    return cases, ledger
+
+
+def attribute_with_account_codes(dataset: Dataset, *, window_days: int = WINDOW_DAYS
+                                 ) -> tuple[pl.LazyFrame, CoverageLedger, pl.Series]:
+    """:func:`attribute` with ``categorical=True`` and ``sort_by_case=False``, except that
+    ``account_id`` is left as a number (UInt32): the account's position in the sorted account
+    ids, which are returned third. ``levelfield cells`` uses it.
+
+    An Enum of millions of accounts is costly in polars: each time its type passes between
+    Python and polars, the categories are converted again (about 3 s for 5 million accounts,
+    and 1 s back), so a 10M-case world with 5M accounts spent a fifth of ``levelfield cells``
+    on it. The cell tables need only each case's number and the ids, once
+    (:func:`analysis.cells.sink_cells` takes them as ``accounts``).
+
+    Examples
+    --------
+    >>> from analysis.config import SAMPLE_DATA_DIR
+    >>> from analysis.load import load
+    >>> cases, _, ids = attribute_with_account_codes(load(SAMPLE_DATA_DIR))
+    >>> first = cases.select("account_id").head(1).collect().item()
+    >>> ids[first] == attribute(load(SAMPLE_DATA_DIR), sort_by_case=False)[0].select(
+    ...     pl.col("account_id").cast(pl.String)).head(1).collect().item()
+    True
+    """
+    return _attribute(dataset, window_days=window_days, sort_by_case=False, categorical=True,
+                      account_codes=True)
+
+
+def _attribute(dataset: Dataset, *, window_days: int, sort_by_case: bool, categorical: bool,
+               account_codes: bool = False
+               ) -> tuple[pl.LazyFrame, CoverageLedger, pl.Series | None]:
+    """:func:`attribute`, or with ``account_codes`` :func:`attribute_with_account_codes`."""
     if window_days < 1:
         raise DataError([Problem("parameters", "window_days must be at least 1",
                                  column="window_days", value=str(window_days))])
     with few_row_groups_ahead():
-        return _attribute(dataset, window_days=window_days, sort_by_case=sort_by_case,
-                          categorical=categorical)
+        return _attribute_passes(dataset, window_days=window_days, sort_by_case=sort_by_case,
+                                 categorical=categorical, account_codes=account_codes)
 
 
-def _attribute(dataset: Dataset, *, window_days: int, sort_by_case: bool, categorical: bool
-               ) -> tuple[pl.LazyFrame, CoverageLedger]:
-    """:func:`attribute` (its passes over the enforcement table run here)."""
+def _attribute_passes(dataset: Dataset, *, window_days: int, sort_by_case: bool,
+                      categorical: bool, account_codes: bool
+                      ) -> tuple[pl.LazyFrame, CoverageLedger, pl.Series | None]:
+    """:func:`_attribute` (its passes over the enforcement table run here)."""
     spend, currency = spend_in_usd(dataset)
     coverage = spend_coverage(spend, currency)
     enforcement = dataset["enforcement"].with_columns(flag_date=pl.col("flagged_at").dt.date())
@@ -239,9 +275,14 @@ def _attribute(dataset: Dataset, *, window_days: int, sort_by_case: bool, catego
                                                  pl.col("decided_at").max())).collect().item(),
             enforcement.select(pl.col("policy").drop_nulls().unique()).collect()
             .to_series().sort() if categorical else None))
-        days, ledger, unknown = spend_by_day(
-            advertiser_days(enforcement, dataset["accounts"]), spend, coverage,
-            window_days=window_days, excluded_before=dataset.excluded)
+        if categorical:
+            accounts = _account_table(dataset["accounts"])
+            by_day = _advertiser_days(enforcement, accounts.key, accounts.lookup,
+                                      accounts.advertisers)
+        else:
+            by_day = advertiser_days(enforcement, dataset["accounts"])
+        days, ledger, unknown = spend_by_day(by_day, spend, coverage, window_days=window_days,
+                                             excluded_before=dataset.excluded)
         end_of_data, policies = small.result()
     inside = _inside_coverage(pl.col("flag_date"), coverage, window_days=window_days)
     if categorical and unknown:
@@ -251,7 +292,8 @@ def _attribute(dataset: Dataset, *, window_days: int, sort_by_case: bool, catego
 
     if categorical:
         policy = pl.Enum(policies)
-        cases = _cases_by_account_code(enforcement.filter(inside), dataset, days, policy)
+        cases = _cases_by_account_code(enforcement.filter(inside), dataset, accounts, days,
+                                       policy, as_enum=not account_codes)
     else:
         cases = (
             enforcement.filter(inside)
@@ -281,13 +323,54 @@ def _attribute(dataset: Dataset, *, window_days: int, sort_by_case: bool, catego
                             else pl.col("advertiser_id").is_not_null()),
     ).with_columns(is_advertiser=pl.col("trailing_spend") > 0)
     cases = cases.select(CASE_COLUMNS)
-    return (cases.sort("case_id") if sort_by_case else cases), ledger
+    return (cases.sort("case_id") if sort_by_case else cases), ledger, (
+        accounts.ids if account_codes else None)
 
 
-def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl.DataFrame,
-                           policy: pl.Enum) -> pl.LazyFrame:
+@dataclass(frozen=True)
+class _AccountTable:
+    """The accounts as ``attribute(categorical=True)`` needs them, kept small at millions of
+    accounts: the sorted ids (the Enum's categories; an account's code is its position) and,
+    in that order, the number of each account's advertiser among the sorted distinct
+    ``advertisers`` (null: none). ``key`` and ``lookup`` find a case's account
+    (:func:`account_lookup`), giving its ``_code`` and ``_advertiser``."""
+
+    ids: pl.Series
+    advertiser: pl.Series
+    advertisers: pl.Series
+    key: str
+    lookup: pl.DataFrame
+
+
+def _account_table(accounts: pl.LazyFrame) -> _AccountTable:
+    """:class:`_AccountTable` of the accounts table: two columns read, one sort of the ids.
+
+    (Sorting the whole joined account table, with its advertiser's owner and listings, took
+    1.4 GB at 5 million accounts; this takes about a third.)
+    """
+    table = accounts.select("account_id", "advertiser_id").collect()
+    order = table["account_id"].arg_sort()
+    ids = table["account_id"].gather(order)
+    # Sorted, so unique if each id is greater than the one before it.
+    if ids.null_count() or not (ids.slice(1) > ids.slice(0, max(ids.len() - 1, 0))).all():
+        raise DataError([Problem("accounts", "account_id must be given and unique",
+                                 column="account_id", check="unique")])
+    advertisers = table["advertiser_id"].drop_nulls().unique().sort()
+    advertiser = table["advertiser_id"].gather(order).replace_strict(
+        advertisers, pl.int_range(advertisers.len(), dtype=pl.UInt32, eager=True),
+        default=None).alias("_advertiser")
+    del table, order
+    key, lookup = account_lookup(pl.DataFrame(
+        [ids, pl.int_range(ids.len(), dtype=pl.UInt32, eager=True).alias("_code"), advertiser]))
+    return _AccountTable(ids, advertiser, advertisers, key, lookup)
+
+
+def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, accounts: _AccountTable,
+                           days: pl.DataFrame, policy: pl.Enum, *, as_enum: bool = True
+                           ) -> pl.LazyFrame:
     """The cases of ``attribute(categorical=True)``: ``enforcement`` with every column the
-    joins on accounts and on the day table would add, and ``account_id`` as a sorted Enum.
+    joins on accounts and on the day table would add, and ``account_id`` as a sorted Enum
+    (``as_enum``) or as its code, the account's position in ``accounts.ids``.
 
     Joining ten million cases on a text key hashes every case's text, and a join on
     (advertiser, day) does so again. Here each case's account is found once, by a join on a
@@ -299,12 +382,7 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
     the flag date from the day table laid out flat, each advertiser's days from its first to its
     last. ``policy`` becomes the Enum ``policy``.
     """
-    accounts = account_attributes(dataset).collect().sort("account_id")
-    ids = accounts["account_id"]
-    if ids.null_count() or ids.n_unique() != accounts.height:
-        raise DataError([Problem("accounts", "account_id must be given and unique",
-                                 column="account_id", check="unique")])
-    account = pl.Enum(ids)
+    ids = accounts.ids
     code = pl.col("_code")
 
     # The day table flat: advertiser a's day d sits at base[a] + d (days since 1970).
@@ -333,20 +411,15 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
     # row in a table of advertisers (with the day table's span of each) and its row in a table
     # of listed accounts (null: none). Everything else is gathered through them from those
     # small tables, so that at millions of accounts the per-account arrays stay small.
-    advertisers = (accounts.filter(pl.col("advertiser_id").is_not_null())
-                   .select("advertiser_id", "parent_name")
-                   .unique("advertiser_id", keep="first", maintain_order=True)
+    owners = dataset["advertisers"].select("advertiser_id", "parent_name").collect()
+    advertisers = (accounts.advertisers.to_frame("advertiser_id")
+                   .join(owners.unique("advertiser_id", keep="first", maintain_order=True),
+                         on="advertiser_id", how="left", maintain_order="left")
                    .join(spans.select("advertiser_id", "_base", "_first", "_last"),
                          on="advertiser_id", how="left", maintain_order="left"))
-    listing = [c for c in accounts.columns if c not in ("account_id", "advertiser_id",
-                                                        "parent_name")]
-    listed = pl.col("listed_at").is_not_null()
-    rows = accounts.select(
-        _advertiser_row=pl.col("advertiser_id").replace_strict(
-            advertisers["advertiser_id"], pl.int_range(advertisers.height, dtype=pl.UInt32,
-                                                       eager=True), default=None),
-        _listing_row=pl.when(listed).then(listed.cum_sum().cast(pl.UInt32) - 1))
-    listings = accounts.filter(listed).select(listing)
+    listings, listing_row = _listings(dataset, ids)
+    listing = [c for c in listings.columns if c != "account_id"]
+    rows = pl.DataFrame([accounts.advertiser.alias("_advertiser_row"), listing_row])
 
     def gather(table: pl.DataFrame, column: str, row: str) -> pl.Expr:
         return pl.lit(table[column]).gather(pl.col(row)).alias(column)
@@ -354,14 +427,15 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
     day = pl.col("flag_date").cast(pl.Int32).cast(pl.Int64)
     in_span = (day >= pl.col("_first")) & (day <= pl.col("_last"))
     at = pl.when(in_span).then(pl.col("_base") + day)
-    key, lookup = account_lookup(accounts.select(
-        "account_id", _code=pl.int_range(pl.len(), dtype=pl.UInt32)))
+    key, lookup = accounts.key, accounts.lookup
     case_keys = _case_keys(key)
     if key == "_h":
         # Every case's account is known (attribute() checked it, on both hashes) and no two
         # accounts share the first hash: the first alone finds the account. Joining on it
         # alone, the second hash is neither computed per case nor held in the join's table.
         case_keys, lookup = case_keys[:1], lookup.select("_h", "_code")
+    else:
+        lookup = lookup.select(key, "_code")
     return (
         enforcement.with_columns(case_keys)
         .join(lookup.lazy(), on=key, how="left", maintain_order="left")
@@ -370,7 +444,8 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
             *[gather(advertisers, c, "_advertiser_row")
               for c in ("advertiser_id", "parent_name", "_base", "_first", "_last")],
             *[gather(listings, c, "_listing_row") for c in listing],
-            account_id=pl.lit(pl.Series(ids, dtype=account)).gather(code),
+            account_id=(pl.lit(pl.Series(ids, dtype=pl.Enum(ids))).gather(code) if as_enum
+                        else code),
             # A Boolean per case, so that the cells need not read the advertiser's id.
             _advertiser_account=pl.col("_advertiser_row").is_not_null(),
             policy=pl.col("policy").cast(policy),
@@ -380,6 +455,26 @@ def _cases_by_account_code(enforcement: pl.LazyFrame, dataset: Dataset, days: pl
             spend_tier=pl.lit(pl.Series(flat["spend_tier"])).gather(at),
         )
     )
+
+
+def _listings(dataset: Dataset, ids: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """The listing columns of :func:`account_attributes` for the listed accounts among the
+    sorted ``ids``, in their order, and each account's row among them (``_listing_row``, null:
+    never listed)."""
+    listing_row = pl.repeat(None, ids.len(), dtype=pl.UInt32, eager=True).alias("_listing_row")
+    if "watchlist" not in dataset:
+        return pl.DataFrame({"account_id": [], "listed_at": []},
+                            schema={"account_id": pl.String, "listed_at": pl.Date}), listing_row
+    wide = (listing_by_account(dataset["watchlist"])[0]
+            .filter(pl.col("account_id").is_not_null()).collect())
+    position = ids.search_sorted(wide["account_id"]).cast(pl.Int64)
+    known = position < ids.len()
+    known = known & (ids.gather(position.clip(upper_bound=max(ids.len() - 1, 0)))
+                     == wide["account_id"]) if ids.len() else known
+    wide = wide.with_columns(_position=position).filter(known).sort("_position")
+    listing_row = listing_row.scatter(wide["_position"],
+                                      pl.int_range(wide.height, dtype=pl.UInt32, eager=True))
+    return wide.drop("_position"), listing_row
 
 
 def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.LazyFrame:
@@ -397,6 +492,14 @@ def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.Laz
     numbers = names.to_frame().with_columns(_advertiser=pl.int_range(pl.len(), dtype=pl.UInt32))
     table = table.join(numbers, on="advertiser_id", how="left", maintain_order="left")
     key, lookup = account_lookup(table.select("account_id", "_advertiser"))
+    return _advertiser_days(enforcement, key, lookup, names)
+
+
+def _advertiser_days(enforcement: pl.LazyFrame, key: str, lookup: pl.DataFrame,
+                     names: pl.Series) -> pl.LazyFrame:
+    """:func:`advertiser_days`, given :func:`account_lookup`'s key and table, whose
+    ``_advertiser`` is the position of the account's advertiser in ``names``."""
+    lookup = lookup.select(key, "_advertiser", *(["_h2"] if key == "_h" else ["_known"]))
     found = (enforcement.select("flag_date", *_case_keys(key))
              .join(lookup.lazy(), on=key, how="left", maintain_order="left"))
     known = _confirmed(key)

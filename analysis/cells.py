@@ -208,8 +208,10 @@ def cell_plans(cases: pl.DataFrame | pl.LazyFrame) -> dict[str, pl.LazyFrame]:
 
     Examples
     --------
-    >>> import polars as pl
-    >>> plans = cell_plans(pl.LazyFrame(schema={c: pl.Null for c in CELL_INPUT_COLUMNS}))
+    >>> from analysis.attribute import attribute
+    >>> from analysis.config import SAMPLE_DATA_DIR
+    >>> from analysis.load import load
+    >>> plans = cell_plans(attribute(load(SAMPLE_DATA_DIR), sort_by_case=False)[0])
     >>> list(plans)
     ['account', 'spend', 'appeal', 'event']
     """
@@ -279,7 +281,8 @@ def write_cells(cells: CellTables, folder: str | Path) -> list[Path]:
 
 
 def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
-               engine: str = "streaming", rows: int | None = None) -> list[Path]:
+               engine: str = "streaming", rows: int | None = None,
+               accounts: pl.Series | None = None) -> list[Path]:
     """Build the cell tables and write them to ``folder/<table>_cells.parquet``.
 
     This is what ``levelfield cells`` runs, so it is built for speed and memory rather than
@@ -317,6 +320,10 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     rows : int, optional
         How many cases there are, if known (``levelfield cells`` knows it from the coverage
         ledger); otherwise they are counted first, which costs a second pass.
+    accounts : polars.Series, optional
+        The sorted account ids, when the cases' ``account_id`` is the position of the account
+        among them (:func:`analysis.attribute.attribute_with_account_codes`) rather than an
+        Enum.
 
     Returns
     -------
@@ -329,14 +336,14 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    plan = _code_plan(cases)
+    plan = _code_plan(cases, accounts)
     if plan is None:
-        return write_cells(build_cells(cases, engine=engine), out)
+        return write_cells(build_cells(_with_account_ids(cases, accounts), engine=engine), out)
     with few_row_groups_ahead():
         codes = _case_codes(plan, engine=engine, rows=rows)
     layouts = {name: _word_layout(codes, key) for name, key in _TABLE_KEYS.items()}
     if any(layout is None for layout in layouts.values()):
-        return write_cells(build_cells(cases, engine=engine), out)
+        return write_cells(build_cells(_with_account_ids(cases, accounts), engine=engine), out)
     accounts = len(codes.fields["account_id"][1]) + 1  # codes 0 (null) .. categories
     # The Enum columns' text as Arrow arrays, once: the dictionaries of the written row groups.
     categories = {column: field[1].to_arrow() for column, field in codes.fields.items()
@@ -432,10 +439,23 @@ class _Codes:
         return codes if rows is None else codes[rows]
 
 
-def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | None:
-    """The lazy per-case codes and the fields, or None if a key column cannot be coded."""
+def _with_account_ids(cases: pl.LazyFrame, accounts: pl.Series | None) -> pl.LazyFrame:
+    """The cases with ``account_id`` as a sorted Enum, if it is the position in ``accounts``."""
+    if accounts is None:
+        return cases
+    ids = pl.Series(accounts, dtype=pl.Enum(accounts))
+    return cases.with_columns(account_id=pl.lit(ids).gather(pl.col("account_id")))
+
+
+def _code_plan(cases: pl.LazyFrame, accounts: pl.Series | None = None
+               ) -> tuple[pl.LazyFrame, dict[str, tuple]] | None:
+    """The lazy per-case codes and the fields, or None if a key column cannot be coded;
+    ``account_id`` is coded like an Enum of ``accounts`` if they are given (it is then the
+    position of the account in them)."""
     lazy = cases.with_columns(post=_POST, event_month=_EVENT_MONTH)
     schema = lazy.collect_schema()
+    if accounts is not None and not schema["account_id"].is_integer():
+        raise TypeError(f"account_id must be positions in the accounts, not {schema['account_id']}")
     columns = sorted({c for key in _TABLE_KEYS.values() for c in key})
     fields: dict[str, tuple] = {}
     selected: dict[str, pl.Expr] = {}
@@ -446,10 +466,11 @@ def _code_plan(cases: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, tuple]] | N
         value = pl.col(column)
         if dtype == pl.Boolean:
             flags.append((column, value))
-        elif isinstance(dtype, pl.Enum):
-            bits = len(dtype.categories).bit_length()
+        elif isinstance(dtype, pl.Enum) or (column == "account_id" and accounts is not None):
+            categories = dtype.categories if isinstance(dtype, pl.Enum) else accounts
+            bits = len(categories).bit_length()
             small = pl.UInt8 if bits <= 8 else pl.UInt16 if bits <= 16 else pl.UInt32
-            fields[column] = ("enum", dtype.categories, bits, 0)
+            fields[column] = ("enum", categories, bits, 0)
             selected[column] = (value.to_physical().cast(pl.UInt32) + 1).fill_null(0).cast(small)
         elif dtype in _INTEGER_TYPES:
             fields[column] = ("integer", dtype, 0, 0)  # bits and offset from the data

@@ -219,19 +219,19 @@ def cells(
 
     stages = Stages(err)
     if engine == "polars":
-        from analysis.attribute import attribute
+        from analysis.attribute import attribute_with_account_codes
         from analysis.cells import CASES_PER_PART, sink_cells
         from analysis.load import load
 
         stages("reading" + (" and validating" if check else "") + " the data")
         dataset = load(data, check_contract=check)
         stages("attributing spend and listing status to every case")
-        cases, ledger = attribute(dataset, window_days=window_days, sort_by_case=False,
-                                  categorical=True)
+        cases, ledger, accounts = attribute_with_account_codes(dataset, window_days=window_days)
         parts = parts or max(1, -(-ledger.analysed // CASES_PER_PART))
         stages(f"aggregating {ledger.analysed:,} cases to cells (streaming, "
                f"{parts} part{'s' if parts > 1 else ''})")
-        written = sink_cells(cases, out_dir, parts=parts, rows=ledger.analysed)
+        written = sink_cells(cases, out_dir, parts=parts, rows=ledger.analysed,
+                             accounts=accounts)
     elif engine == "spark":
         try:
             from analysis.engines.spark import spark_cells

@@ -10,6 +10,7 @@ import pytest
 
 from analysis.attribute import OUTSIDE_COVERAGE, attribute, trailing_spend
 from analysis.load import load
+from polars.testing import assert_frame_equal
 
 
 @pytest.fixture
@@ -106,3 +107,33 @@ def test_trailing_spend_matches_day_by_day_reference() -> None:
         got = trailing_spend(cases, spend, window_days=window).collect()
         expected = [brute_force(periods[a], f, window) for a, f in zip(advs, flags, strict=True)]
         np.testing.assert_allclose(got["trailing_spend"].to_numpy(), expected, rtol=1e-9, atol=1e-6)
+
+
+def test_account_lookup_without_the_contract_check(tmp_path) -> None:
+    """With ``--no-check``, data breaking the contract's account rules: a watchlisted account
+    missing from accounts is ignored, as by the join of the text path; an advertiser missing
+    from advertisers has no owner but keeps its spend; a repeated account id is an error."""
+    from analysis.schema import DataError
+    from tests.conftest import TINY, write_world
+
+    broken = dict(TINY)
+    broken["watchlist"] = TINY["watchlist"].rstrip() + "\nzz9,do-not-moderate,2023-01-01,"
+    broken["accounts"] = TINY["accounts"].rstrip() + "\na5,adv9"
+    broken["ad_spend"] = TINY["ad_spend"].rstrip() + "\nadv9,2023-01-01,2023-06-30,181,USD"
+    broken["enforcement"] = (TINY["enforcement"].rstrip()
+                             + "\nc6,a5,2023-04-02T00:00:00Z,spam,0.1,removed,,,")
+    folder = write_world(tmp_path / "broken", broken)
+    text, _ = attribute(load(folder, check_contract=False), window_days=30)
+    coded, _ = attribute(load(folder, check_contract=False), window_days=30, categorical=True)
+    coded = coded.with_columns(pl.col(pl.Enum, pl.Categorical).cast(pl.String)).collect()
+    assert_frame_equal(coded.sort("case_id"), text.collect())
+    assert by_case(coded, "listed") == {"c1": True, "c2": False, "c3": False, "c5": False,
+                                        "c6": False}
+    # adv9: 181 USD over the 181 days of 2023-01-01..06-30, so 1 USD a day for 30 days.
+    assert by_case(coded, "trailing_spend")["c6"] == pytest.approx(30.0)
+    assert by_case(coded, "parent_name")["c6"] is None
+
+    broken["accounts"] = TINY["accounts"].rstrip() + "\na3,adv1"
+    folder = write_world(tmp_path / "repeated", broken)
+    with pytest.raises(DataError, match="account_id must be given and unique"):
+        attribute(load(folder, check_contract=False), categorical=True)
