@@ -416,9 +416,14 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
                                 .select(ROW).lazy())
             return
         # The parent's keys first (the smaller table), so that the child's rows stream past.
-        known = (raw[parent][0].select(_key_hashes(parent_column)).unique()
-                 .collect(engine="streaming"))
-        if known[first].is_unique().all():
+        # Made unique only if their first hashes are not (a duplicate key, or a collision):
+        # sorting the hashes to see that took 0.2 s at 5M accounts, `unique` and `is_unique`
+        # 1.2 s.
+        known = (raw[parent][0].filter(pl.col(parent_column).is_not_null())
+                 .select(_key_hashes(parent_column)).collect(engine="streaming"))
+        if _any_shared(known[first]):
+            known = known.unique()
+        if not _any_shared(known[first]):
             # A join on one hash, then the second compared: twice as fast as joining on both.
             found_rows = (children.join(known.lazy().rename({second: "_known"}), on=first,
                                         how="left")
@@ -517,6 +522,12 @@ def _collect(queries: dict) -> dict:
     """The lazy ``queries`` collected together, streaming, by the same keys."""
     return dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming"),
                     strict=True))
+
+
+def _any_shared(hashes: pl.Series) -> bool:
+    """Whether two elements of ``hashes`` are equal (sorted by polars, on all cores)."""
+    ordered = hashes.sort().to_numpy()
+    return bool((ordered[1:] == ordered[:-1]).any())
 
 
 def _duplicate_rows(frame: pl.LazyFrame, key: str, hashed: pl.DataFrame) -> pl.DataFrame:
