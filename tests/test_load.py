@@ -19,6 +19,16 @@ def problems_of(folder: Path) -> list:
     return caught.value.problems
 
 
+def forge_colliding_first_hashes(monkeypatch) -> None:
+    """Make the first of the two hashes keys are compared by equal for every key, so that only
+    the second tells keys apart."""
+    import analysis.load as loading
+
+    real = loading._key_hashes
+    monkeypatch.setattr(loading, "_key_hashes", lambda column: [
+        pl.lit(1, pl.UInt64).alias("_hash_first"), real(column)[1]])
+
+
 def broken(tmp_path: Path, table: str, old: str, new: str) -> Path:
     tables = dict(TINY)
     assert old in tables[table], "fixture text to replace not found"
@@ -203,14 +213,7 @@ def test_duplicate_keys_are_confirmed_on_the_keys_themselves() -> None:
 def test_keys_found_when_every_first_hash_collides(tmp_path: Path, monkeypatch) -> None:
     """Keys are compared by hashes: with the first hash forged to collide for every key, the
     missing account and the duplicate case are still found, and nothing else."""
-    import analysis.load as loading
-
-    def colliding(column: str) -> list[pl.Expr]:
-        first, second = real(column)
-        return [pl.lit(1, pl.UInt64).alias(first.meta.output_name()), second]
-
-    real = loading._key_hashes
-    monkeypatch.setattr(loading, "_key_hashes", colliding)
+    forge_colliding_first_hashes(monkeypatch)
     tables = dict(TINY)
     tables["enforcement"] = (tables["enforcement"].replace("c2,a2,", "c1,a2,")
                              .replace("c3,a3,", "c3,a9,"))
@@ -223,15 +226,8 @@ def test_duplicate_keys_of_a_parent_table(tmp_path: Path, monkeypatch, collide: 
     """A parent table's keys (accounts, advertisers) are read once for its children's foreign
     keys and its own duplicates: a repeated account and a repeated advertiser are found, at
     their rows; the cases of the repeated account are not unknown; the unknown one is."""
-    import analysis.load as loading
-
     if collide:
-        def colliding(column: str) -> list[pl.Expr]:
-            first, second = real(column)
-            return [pl.lit(1, pl.UInt64).alias(first.meta.output_name()), second]
-
-        real = loading._key_hashes
-        monkeypatch.setattr(loading, "_key_hashes", colliding)
+        forge_colliding_first_hashes(monkeypatch)
     tables = dict(TINY)
     tables["accounts"] = TINY["accounts"].rstrip() + "\na3,adv1"
     tables["advertisers"] = TINY["advertisers"].rstrip() + "\nadv1,Acme Again,"
@@ -302,12 +298,8 @@ def test_foreign_keys_into_a_larger_parent(tmp_path: Path, monkeypatch, collide:
     """The audit sample's cases must exist in the (much larger) enforcement table, which then
     streams past the sample's keys instead of being held: the missing case is still found,
     also when every key's first hash collides."""
-    import analysis.load as loading
-
     if collide:
-        real = loading._key_hashes
-        monkeypatch.setattr(loading, "_key_hashes", lambda column: [
-            pl.lit(1, pl.UInt64).alias("_hash_first"), real(column)[1]])
+        forge_colliding_first_hashes(monkeypatch)
     tables = dict(TINY)
     tables["audit_sample"] = "case_id,violates\nc1,true\nc7,false\nc3,false\n"
     found = problems_of(write_world(tmp_path / "audit", tables))
