@@ -344,11 +344,11 @@ def sink_cells(cases: pl.LazyFrame, folder: str | Path, *, parts: int = 1,
     layouts = {name: _word_layout(codes, key) for name, key in _TABLE_KEYS.items()}
     if any(layout is None for layout in layouts.values()):
         return write_cells(build_cells(_with_account_ids(cases, accounts), engine=engine), out)
-    accounts = len(codes.fields["account_id"][1]) + 1  # codes 0 (null) .. categories
+    account_codes = len(codes.fields["account_id"][1]) + 1  # 0 (null) .. categories
     # The Enum columns' text as Arrow arrays, once: the dictionaries of the written row groups.
     categories = {column: field[1].to_arrow() for column, field in codes.fields.items()
                   if field[0] == "enum"}
-    bounds = [accounts * i // parts for i in range(parts + 1)]
+    bounds = [account_codes * i // parts for i in range(parts + 1)]
     paths = [out / f"{name}_cells.parquet" for name in CELL_TABLES]
     writers: dict[str, pq.ParquetWriter] = {}
     try:

@@ -421,9 +421,9 @@ def _check(raw: dict[str, tuple[pl.LazyFrame, Path]], folder: Path) -> list[Prob
         # 1.2 s.
         known = (raw[parent][0].filter(pl.col(parent_column).is_not_null())
                  .select(_key_hashes(parent_column)).collect(engine="streaming"))
-        if _any_shared(known[first]):
+        if len(_shared(known[first])):
             known = known.unique()
-        if not _any_shared(known[first]):
+        if not len(_shared(known[first])):
             # A join on one hash, then the second compared: twice as fast as joining on both.
             found_rows = (children.join(known.lazy().rename({second: "_known"}), on=first,
                                         how="left")
@@ -524,10 +524,10 @@ def _collect(queries: dict) -> dict:
                     strict=True))
 
 
-def _any_shared(hashes: pl.Series) -> bool:
-    """Whether two elements of ``hashes`` are equal (sorted by polars, on all cores)."""
+def _shared(hashes: pl.Series) -> np.ndarray:
+    """The values that occur more than once in ``hashes`` (sorted by polars, on all cores)."""
     ordered = hashes.sort().to_numpy()
-    return bool((ordered[1:] == ordered[:-1]).any())
+    return np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
 
 
 def _duplicate_rows(frame: pl.LazyFrame, key: str, hashed: pl.DataFrame) -> pl.DataFrame:
@@ -539,9 +539,7 @@ def _duplicate_rows(frame: pl.LazyFrame, key: str, hashed: pl.DataFrame) -> pl.D
     table almost never anything else) are read again, with their keys, to compare the keys
     themselves.
     """
-    ordered = hashed.to_series(1).sort().to_numpy()  # polars sorts on all cores
-    shared = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
-    del ordered
+    shared = _shared(hashed.to_series(1))
     if not len(shared):
         return pl.DataFrame(schema={ROW: hashed.schema[ROW]})
     rows = hashed.filter(pl.col(hashed.columns[1]).is_in(pl.Series(shared).implode()))[ROW]
