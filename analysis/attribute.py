@@ -277,8 +277,7 @@ def _attribute_passes(dataset: Dataset, *, window_days: int, sort_by_case: bool,
             .to_series().sort() if categorical else None))
         if categorical:
             accounts = _account_table(dataset["accounts"])
-            by_day = _advertiser_days(enforcement, accounts.key, accounts.lookup,
-                                      accounts.advertisers)
+            by_day = _advertiser_days(enforcement, accounts)
         else:
             by_day = advertiser_days(enforcement, dataset["accounts"])
         days, ledger, unknown = spend_by_day(by_day, spend, coverage, window_days=window_days,
@@ -485,21 +484,18 @@ def advertiser_days(enforcement: pl.LazyFrame, accounts: pl.LazyFrame) -> pl.Laz
     many cases there are. Each case's account is found by a join on a 64-bit hash of its id
     and confirmed by a second, independent hash (:func:`account_lookup`): hashing and joining
     integers is several times faster than joining on the text; the counts are grouped by an
-    advertiser number, and the advertiser's id put back on the small result.
+    advertiser number, and the advertiser's id put back on the small result. An account id
+    missing or repeated in ``accounts`` is a :class:`DataError`: its cases would otherwise be
+    lost or counted twice.
     """
-    table = accounts.select("account_id", "advertiser_id").collect()
-    names = table["advertiser_id"].drop_nulls().unique().sort()
-    numbers = names.to_frame().with_columns(_advertiser=pl.int_range(pl.len(), dtype=pl.UInt32))
-    table = table.join(numbers, on="advertiser_id", how="left", maintain_order="left")
-    key, lookup = account_lookup(table.select("account_id", "_advertiser"))
-    return _advertiser_days(enforcement, key, lookup, names)
+    return _advertiser_days(enforcement, _account_table(accounts))
 
 
-def _advertiser_days(enforcement: pl.LazyFrame, key: str, lookup: pl.DataFrame,
-                     names: pl.Series) -> pl.LazyFrame:
-    """:func:`advertiser_days`, given :func:`account_lookup`'s key and table, whose
-    ``_advertiser`` is the position of the account's advertiser in ``names``."""
-    lookup = lookup.select(key, "_advertiser", *(["_h2"] if key == "_h" else ["_known"]))
+def _advertiser_days(enforcement: pl.LazyFrame, accounts: _AccountTable) -> pl.LazyFrame:
+    """:func:`advertiser_days`, given the accounts' :class:`_AccountTable`."""
+    key, names = accounts.key, accounts.advertisers
+    lookup = accounts.lookup.select(key, "_advertiser",
+                                    *(["_h2"] if key == "_h" else ["_known"]))
     found = (enforcement.select("flag_date", *_case_keys(key))
              .join(lookup.lazy(), on=key, how="left", maintain_order="left"))
     known = _confirmed(key)
