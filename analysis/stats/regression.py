@@ -27,10 +27,11 @@ Public functions:
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,10 @@ _COLLINEAR_TOLERANCE = 1e-10
 _COUNTING_LIMIT = 1_000_000
 _COUNTING_PER_CELL = 10
 _PACKED_LIMIT = 2.0**62
+
+# A design is fitted by blocks (see _Blocks) when it has at least this many covariate patterns per
+# combination of factor levels.
+_BLOCKS_PER_COMBINATION = 8
 
 # Fitted probabilities this close to 0 or 1 mean the outcome is perfectly predicted somewhere.
 _SEPARATION_TOLERANCE = 1e-9
@@ -402,12 +407,64 @@ def _check_full_rank(gram: np.ndarray, names: Sequence[str]) -> None:
         )
 
 
+class _Blocks(NamedTuple):
+    """A design whose columns split in two: ``fixed`` columns (the intercept and the factors'
+    indicators) that take one value per combination of factor levels, ``group`` (the combination
+    of each covariate pattern, ``rows`` the fixed columns of each combination), and ``free``
+    columns (numeric covariates) that vary from pattern to pattern, ``values`` their values."""
+
+    group: np.ndarray
+    fixed: np.ndarray
+    rows: np.ndarray
+    free: np.ndarray
+    values: np.ndarray
+
+
+def _blocks(patterns: pl.DataFrame, x: np.ndarray, names: Sequence[str],
+            factors: Sequence[str]) -> _Blocks | None:
+    """The two blocks of the design, when there are many more patterns than combinations of
+    factor levels (a continuous exposure: one pattern per value); otherwise None."""
+    combination, first = _patterns(patterns, factors)
+    fixed = [j for j, name in enumerate(names)
+             if name == "Intercept" or any(name.startswith(f"{f}[") for f in factors)]
+    free = [j for j in range(len(names)) if j not in fixed]
+    if not free or patterns.height < _BLOCKS_PER_COMBINATION * first.size:
+        return None
+    return _Blocks(group=combination, fixed=np.array(fixed), rows=x[np.ix_(first, fixed)],
+                   free=np.array(free), values=np.ascontiguousarray(x[:, free]))
+
+
+def _weighted_gram(x: np.ndarray, w: np.ndarray, blocks: _Blocks | None = None) -> np.ndarray:
+    """X'WX with W the diagonal of weights ``w``, one per row of ``x``.
+
+    With :func:`_blocks`, the products that involve the fixed columns are taken over the weights
+    summed per combination of factor levels, so the cost grows with the patterns times the few
+    free columns rather than times all columns squared.
+    """
+    if blocks is None:
+        return x.T @ (w[:, None] * x)
+    fixed, free, rows = blocks.fixed, blocks.free, blocks.rows
+    size = rows.shape[0]
+    per_combination = np.bincount(blocks.group, weights=w, minlength=size)
+    cross = np.column_stack([np.bincount(blocks.group, weights=w * column, minlength=size)
+                             for column in blocks.values.T])
+    gram = np.empty((x.shape[1], x.shape[1]))
+    gram[np.ix_(fixed, fixed)] = rows.T @ (per_combination[:, None] * rows)
+    gram[np.ix_(fixed, free)] = rows.T @ cross
+    gram[np.ix_(free, fixed)] = gram[np.ix_(fixed, free)].T
+    gram[np.ix_(free, free)] = blocks.values.T @ (w[:, None] * blocks.values)
+    return gram
+
+
 def _log_likelihood(eta: np.ndarray, s: np.ndarray, n: np.ndarray) -> float:
     """Binomial log-likelihood (without the constant binomial coefficients) at log-odds eta."""
-    return float(s @ eta - n @ np.logaddexp(0.0, eta))
+    # log(1 + e^eta), written so that it neither overflows nor loses digits for large |eta|
+    softplus = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+    return float(s @ eta - n @ softplus)
 
 
-def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray) -> np.ndarray:
+def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray,
+               blocks: _Blocks | None = None) -> np.ndarray:
     """Coefficients of the binomial GLM with response (successes, failures), by Newton-Raphson.
 
     The log-likelihood of a logistic regression is concave, so Newton's method with step halving
@@ -427,7 +484,7 @@ def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray) -> np.ndarray:
     for _ in range(200):
         mean = special.expit(eta)
         gradient = x.T @ (s - n * mean)
-        hessian = x.T @ ((n * mean * (1.0 - mean))[:, None] * x)
+        hessian = _weighted_gram(x, n * mean * (1.0 - mean), blocks)
         try:
             step = linalg.solve(hessian, gradient, assume_a="pos")
         except (linalg.LinAlgError, ValueError):  # near-singular under perfect prediction
@@ -632,23 +689,51 @@ def _patterns(cells: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, 
     of the patterns (the model's columns compared one after the other)."""
     if not columns:
         return np.zeros(cells.height, dtype=np.int64), np.zeros(1, dtype=np.int64)
-    codes = [_codes(cells.get_column(column)) for column in columns]
-    sizes = [int(code.max()) + 1 for code in codes]
-    combinations = float(np.prod([float(size) for size in sizes]))
-    if combinations < _PACKED_LIMIT:
-        key = codes[0].astype(np.int64)
-        for code, size in zip(codes[1:], sizes[1:], strict=True):
-            key = key * size + code
-        if combinations <= max(_COUNTING_PER_CELL * key.size, _COUNTING_LIMIT):
+    # A continuous column (e.g. log10 spend) has about one value per cell: it is sorted on as it
+    # is, rather than first numbered by a sort of its own.
+    series = [cells.get_column(column) for column in columns]
+    codes = [s.to_numpy() if s.dtype.is_float() else _codes(s) for s in series]
+    keys = _packed(codes)
+    if len(keys) == 1 and keys[0].dtype == np.int64:
+        key = keys[0]
+        if int(key.max()) + 1 <= max(_COUNTING_PER_CELL * key.size, _COUNTING_LIMIT):
             pattern = _dense(key)
             first = np.empty(int(pattern.max()) + 1, dtype=np.int64)
             first[pattern] = np.arange(key.size)  # any row of a pattern stands for all of them
             return pattern, first
-        _, first, pattern = np.unique(key, return_index=True, return_inverse=True)
-    else:  # too many combinations for one integer: compare the code columns row by row
-        _, first, pattern = np.unique(np.column_stack(codes), axis=0, return_index=True,
-                                      return_inverse=True)
-    return pattern.reshape(-1), first
+    # Sort the cells by the keys, stably: the first cell of each pattern stands for it.
+    frame = pl.DataFrame({f"k{i}": key for i, key in enumerate(keys)})
+    order = frame.with_row_index("_row").sort(frame.columns, maintain_order=True)
+    order = order.get_column("_row").to_numpy()
+    starts = np.ones(order.size, dtype=bool)
+    starts[1:] = False
+    for key in keys:
+        ordered = key[order]
+        starts[1:] |= ordered[1:] != ordered[:-1]
+    pattern = np.empty(order.size, dtype=np.int64)
+    pattern[order] = np.cumsum(starts) - 1
+    return pattern, order[starts]
+
+
+def _packed(codes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The columns of codes (whole numbers from 0) packed into as few int64 keys as keep their
+    order, each run of neighbouring integer columns into one while its combinations fit in 62
+    bits; float columns are kept as they are."""
+    keys: list[np.ndarray] = []
+    combinations = math.inf
+    for code in codes:
+        if code.dtype.kind == "f":
+            keys.append(code)
+            combinations = math.inf
+            continue
+        size = float(code.max()) + 1
+        if combinations * size < _PACKED_LIMIT:
+            keys[-1] = keys[-1] * int(size) + code
+            combinations *= size
+        else:
+            keys.append(code.astype(np.int64))
+            combinations = size
+    return keys
 
 
 def _pair_sums(cluster: np.ndarray, key: np.ndarray, shape: tuple[int, int],
@@ -668,21 +753,28 @@ def _pair_sums(cluster: np.ndarray, key: np.ndarray, shape: tuple[int, int],
     return matrices
 
 
-def _cluster_scores(cluster: np.ndarray, pattern: np.ndarray, s: np.ndarray, n: np.ndarray,
+def _cluster_totals(cluster: np.ndarray, pattern: np.ndarray, n_patterns: int, s: np.ndarray,
+                    n: np.ndarray) -> tuple[sparse.csr_array, sparse.csr_array]:
+    """Per cluster and pattern, the cases' outcomes and the cases (two clusters x patterns
+    matrices of one layout), added up in integers when they are whole numbers and laid out in
+    (cluster, pattern) order, so the sums do not depend on the order of the cells."""
+    shape = (int(cluster.max()) + 1, n_patterns)
+    whole = bool(np.all(s == np.round(s)) and np.all(n == np.round(n)))
+    successes, trials = _pair_sums(cluster, pattern, shape, [s, n], whole=whole)
+    return successes, trials
+
+
+def _cluster_scores(successes: sparse.csr_array, trials: sparse.csr_array,
                     mean: np.ndarray) -> sparse.csr_array:
     """Per cluster and pattern, the sum of the cases' residuals y - mean (clusters x patterns).
 
     Cases of one cluster and one covariate pattern share their covariates and fitted mean, so
     their scores x * (y - mean) sum to the pattern's covariates times (outcomes - cases x mean):
-    the cluster's score sum is this matrix times the patterns' covariates. The outcomes and
-    cases are first added up per (cluster, pattern), in integers when they are whole numbers, and
-    laid out in (cluster, pattern) order, so the sums do not depend on the order of the cells.
+    the cluster's score sum is this matrix times the patterns' covariates. ``successes`` and
+    ``trials`` are the per (cluster, pattern) totals of :func:`_cluster_totals`.
     """
-    shape = (int(cluster.max()) + 1, mean.size)
-    whole = bool(np.all(s == np.round(s)) and np.all(n == np.round(n)))
-    successes, trials = _pair_sums(cluster, pattern, shape, [s, n], whole=whole)
     residual = successes.data - trials.data * mean[trials.indices]
-    return sparse.csr_array((residual, trials.indices, trials.indptr), shape=shape)
+    return sparse.csr_array((residual, trials.indices, trials.indptr), shape=trials.shape)
 
 
 def _meat(residuals: sparse.csr_array, x: np.ndarray) -> np.ndarray:
@@ -705,12 +797,17 @@ def _fit_cells(
     reference: Mapping[str, Any],
     pattern_columns: Sequence[str] | None = None,
     derived: Sequence[pl.Expr] = (),
+    layout: tuple[np.ndarray, np.ndarray, sparse.csr_array | None, sparse.csr_array | None]
+    | None = None,
 ) -> GroupedFit:
     """The fit behind :func:`grouped_glm`.
 
     ``pattern_columns`` (default: the numeric columns and factors) are the columns that determine
     every covariate; ``derived`` are expressions adding numeric covariates computed from them
-    (e.g. interactions), evaluated on the patterns only.
+    (e.g. interactions), evaluated on the patterns only. ``layout`` hands over what a caller
+    has already computed on the same cells (all with trials): the pattern of each cell and one
+    cell of each pattern, as :func:`_patterns` gives them for ``pattern_columns``, and, with a
+    ``cluster``, the :func:`_cluster_totals` of the cells (or None to have them computed).
 
     The cells are first collapsed to covariate patterns (distinct combinations of the model's
     variables): the likelihood, the model-based and the heteroskedasticity-robust variances depend
@@ -719,7 +816,8 @@ def _fit_cells(
     which :func:`_cluster_scores` gets from (cluster, pattern) totals. No matrix of one row per
     cell is ever built, so millions of account cells cost little more than their patterns.
     """
-    cells = cells.filter(pl.col(trials) > 0)
+    if layout is None:
+        cells = cells.filter(pl.col(trials) > 0)
     if cells.height == 0:
         raise ValueError("no cell has any trials: there is nothing to fit")
     s_cells = cells.get_column(successes).cast(pl.Float64).to_numpy()
@@ -727,7 +825,9 @@ def _fit_cells(
     if np.any(s_cells < 0) or np.any(s_cells > n_cells):
         raise ValueError(f"{successes!r} must lie between 0 and {trials!r} in every cell")
     columns = _unique(pattern_columns if pattern_columns is not None else [*numeric, *factors])
-    pattern, first = _patterns(cells, columns)
+    pattern, first, *totals = layout or (*_patterns(cells, columns), None, None)
+    if pattern.size != cells.height or np.any(n_cells <= 0):
+        raise ValueError("the layout handed over does not match the cells with trials")
     s = np.bincount(pattern, weights=s_cells, minlength=first.size)
     n = np.bincount(pattern, weights=n_cells, minlength=first.size)
     patterns = cells.select(columns)[first].with_columns(*derived, pl.Series(trials, n))
@@ -741,13 +841,14 @@ def _fit_cells(
     if n_total <= k:
         raise ValueError(f"{int(n_total)} rows are too few for a model with {k} coefficients")
     # X'NX is the row-level X'X: each pattern's covariate row repeated for each of its cases.
-    gram = x.T @ (n[:, None] * x)
+    blocks = _blocks(patterns, x, names, factors)
+    gram = _weighted_gram(x, n, blocks)
     _check_full_rank(gram, names)
 
     if family == "logit":
-        params = _fit_logit(x, s, n)
+        params = _fit_logit(x, s, n, blocks)
         mean = special.expit(x @ params)
-        bread = np.linalg.inv(x.T @ ((n * mean * (1.0 - mean))[:, None] * x))
+        bread = np.linalg.inv(_weighted_gram(x, n * mean * (1.0 - mean), blocks))
     else:
         params = _fit_least_squares(x, s, n, gram)
         mean = x @ params
@@ -757,11 +858,13 @@ def _fit_cells(
 
     n_clusters: int | None = None
     if cluster is not None:
-        codes = _codes(cells.get_column(cluster))
-        n_clusters = int(codes.max()) + 1
+        if totals[0] is None:
+            codes = _codes(cells.get_column(cluster))
+            totals = _cluster_totals(codes, pattern, first.size, s_cells, n_cells)
+        n_clusters = totals[0].shape[0]
         if n_clusters < 2:
             raise ValueError(f"cluster-robust errors need at least 2 clusters of {cluster!r}")
-        meat = _meat(_cluster_scores(codes, pattern, s_cells, n_cells, mean), x)
+        meat = _meat(_cluster_scores(*totals, mean), x)
         factor = n_clusters / (n_clusters - 1.0) * (n_total - 1.0) / (n_total - k)
         cov = factor * bread @ meat @ bread
         cov_type = "cluster"

@@ -632,29 +632,29 @@ def trend(
 def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str],
                      count: str | None, cluster: str, alpha: float) -> Estimate:
     """Stratified trend test and OR per score unit, both robust to clustering (see ``trend``)."""
-    from analysis.stats.regression import _codes, _pair_sums, _patterns, grouped_glm
+    from analysis.stats.regression import _cluster_totals, _codes, _fit_cells, _patterns
 
     data = _load(frame, outcome=outcome, flags=[], keys=[*strata, cluster], count=count,
                  scores=[score])
     data = data.with_columns(_x=weight_where(pl.col(outcome)), _n=pl.col("_w")).filter(
         pl.col("_n") > 0)
-    # Per stratum: the outcome rate and the mean score, from the (stratum, score) patterns.
-    pattern, first = _patterns(data, [*strata, score])
-    in_stratum = (_patterns(data, strata)[0] if strata
-                  else np.zeros(data.height, dtype=np.int64))[first]
-    x = data.get_column("_x").to_numpy()
-    n = data.get_column("_n").to_numpy()
+    # Per stratum: the outcome rate and the mean score, from the (score, stratum) patterns, which
+    # are also the patterns of the GLM below.
+    pattern, first = _patterns(data, [score, *strata])
+    in_stratum = (_patterns(data[first], strata)[0] if strata
+                  else np.zeros(first.size, dtype=np.int64))
+    x = data.get_column("_x").cast(pl.Float64).to_numpy()
+    n = data.get_column("_n").cast(pl.Float64).to_numpy()
     x_p = np.bincount(pattern, weights=x, minlength=first.size)
     n_p = np.bincount(pattern, weights=n, minlength=first.size)
     score_p = data.get_column(score).cast(pl.Float64).to_numpy()[first]
     n_k = np.bincount(in_stratum, weights=n_p)
     rate = np.bincount(in_stratum, weights=x_p) / n_k
     mean_score = np.bincount(in_stratum, weights=n_p * score_p) / n_k
-    # Each cluster's contribution: over its (stratum, score) cells, summed in that order (whole
+    # Each cluster's contribution: over its (score, stratum) cells, summed in that order (whole
     # counts added as integers first), so the result does not depend on the order of the rows.
-    codes = _codes(data.get_column(cluster))
-    outcomes, cases = _pair_sums(codes, pattern, (int(codes.max()) + 1, first.size), [x, n],
-                                 whole=data.schema["_w"].is_integer())
+    totals = _cluster_totals(_codes(data.get_column(cluster)), pattern, first.size, x, n)
+    outcomes, cases = totals
     p = cases.indices
     k = in_stratum[p]
     u = (score_p[p] - mean_score[k]) * (outcomes.data - cases.data * rate[k])
@@ -668,8 +668,9 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
         raise ValueError(f"trend: no trend can be tested: {score!r} or {outcome!r} does not vary "
                          "within any stratum")
     z_trend = u / math.sqrt(variance)
-    fit = grouped_glm(data, successes="_x", trials="_n", numeric=[score], factors=strata,
-                      cluster=cluster)
+    fit = _fit_cells(data, successes="_x", trials="_n", numeric=[score], factors=strata,
+                     cluster=cluster, n_rows=None, family="logit", robust=False, reference={},
+                     layout=(pattern, first, *totals))
     slope = fit.estimate(score, alpha=alpha)
     strata_note = f" within strata of {', '.join(strata)}" if strata else ""
     return Estimate(
