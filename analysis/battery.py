@@ -319,14 +319,17 @@ def with_codes(data: Cells) -> Cells:
     """
     frames = {name: getattr(data, name) for name in ("cases", "account", "spend", "appeal",
                                                      "event")}
+    # Each schema read once: with millions of accounts, building (and hashing) an Enum type of
+    # the account ids takes a noticeable fraction of a second.
+    schemas = {name: frame.schema for name, frame in frames.items()}
     # The text keys of the cell tables; other text columns of the cases (case ids) stay as they are.
-    keys = sorted({column for name, frame in frames.items() if name != "cases"
-                   for column, dtype in frame.schema.items()
+    keys = sorted({column for name, schema in schemas.items() if name != "cases"
+                   for column, dtype in schema.items()
                    if dtype in (pl.String, pl.Categorical, pl.Enum)})
     coded = []
     for column in keys:
-        types = {frame.schema[column] for frame in frames.values() if column in frame.columns}
-        (only,) = types if len(types) == 1 else (None,)
+        types = [schema[column] for schema in schemas.values() if column in schema]
+        only = types[0] if all(other == types[0] for other in types[1:]) else None
         if isinstance(only, pl.Enum) and only.categories.is_sorted():
             enum = pl.col(column)  # already coded, e.g. by attribute(..., categorical=True)
         else:

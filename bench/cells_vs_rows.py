@@ -201,8 +201,11 @@ def compare_batteries(work: Path) -> None:
 
 def models(data: Path, work: Path) -> None:
     """The three models on cells, then on rows; compare estimates and times."""
+    from analysis.battery import with_codes
+
     cells = stored_cells(work)
     started = time.perf_counter()
+    cells = with_codes(cells)  # account ids as numbers, as the battery has them (timed)
     on_cells = {
         "spend_adjusted": logistic(cells.spend, outcome="enforced", exposure="log10_spend",
                                    factors=FACTORS, count="n", cluster="account_id", per=1.0),

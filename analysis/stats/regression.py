@@ -31,7 +31,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -407,53 +407,102 @@ def _check_full_rank(gram: np.ndarray, names: Sequence[str]) -> None:
         )
 
 
-class _Blocks(NamedTuple):
-    """A design whose columns split in two: ``fixed`` columns (the intercept and the factors'
-    indicators) that take one value per combination of factor levels, ``group`` (the combination
-    of each covariate pattern, ``rows`` the fixed columns of each combination), and ``free``
-    columns (numeric covariates) that vary from pattern to pattern, ``values`` their values."""
+class _Dense:
+    """A model's design as one matrix, a row per covariate pattern."""
 
-    group: np.ndarray
-    fixed: np.ndarray
-    rows: np.ndarray
-    free: np.ndarray
-    values: np.ndarray
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.k = x.shape[1]
 
+    def dot(self, params: np.ndarray) -> np.ndarray:
+        """X b: the linear predictor of each pattern."""
+        return self.x @ params
 
-def _blocks(patterns: pl.DataFrame, x: np.ndarray, names: Sequence[str],
-            factors: Sequence[str]) -> _Blocks | None:
-    """The two blocks of the design, when there are many more patterns than combinations of
-    factor levels (a continuous exposure: one pattern per value); otherwise None."""
-    combination, first = _patterns(patterns, factors)
-    fixed = [j for j, name in enumerate(names)
-             if name == "Intercept" or any(name.startswith(f"{f}[") for f in factors)]
-    free = [j for j in range(len(names)) if j not in fixed]
-    if not free or patterns.height < _BLOCKS_PER_COMBINATION * first.size:
-        return None
-    return _Blocks(group=combination, fixed=np.array(fixed), rows=x[np.ix_(first, fixed)],
-                   free=np.array(free), values=np.ascontiguousarray(x[:, free]))
+    def tdot(self, values: np.ndarray) -> np.ndarray:
+        """X'v for one value per pattern."""
+        return self.x.T @ values
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        """X'WX, with W the diagonal of the weights ``w`` (one per pattern)."""
+        return self.x.T @ (w[:, None] * self.x)
+
+    def scores(self, residuals: sparse.csr_array) -> np.ndarray:
+        """R X: per cluster, its residuals (a clusters x patterns matrix) times the covariates."""
+        return residuals @ self.x
 
 
-def _weighted_gram(x: np.ndarray, w: np.ndarray, blocks: _Blocks | None = None) -> np.ndarray:
-    """X'WX with W the diagonal of weights ``w``, one per row of ``x``.
+class _Blocks:
+    """A model's design in two blocks, for many patterns and few combinations of factor levels
+    (a continuous exposure has about one pattern per value).
 
-    With :func:`_blocks`, the products that involve the fixed columns are taken over the weights
-    summed per combination of factor levels, so the cost grows with the patterns times the few
-    free columns rather than times all columns squared.
+    The ``fixed`` columns (the intercept and the factors' indicators) take one value per
+    combination of factor levels: ``rows`` holds them for each combination and ``group`` gives
+    each pattern's combination. The ``free`` columns (numeric covariates) vary from pattern to
+    pattern: ``values``. Every product with the fixed columns is taken over sums per
+    combination, so the cost grows with the patterns times the few free columns, not times the
+    square of all columns, and no matrix of all columns for every pattern is built.
     """
-    if blocks is None:
-        return x.T @ (w[:, None] * x)
-    fixed, free, rows = blocks.fixed, blocks.free, blocks.rows
-    size = rows.shape[0]
-    per_combination = np.bincount(blocks.group, weights=w, minlength=size)
-    cross = np.column_stack([np.bincount(blocks.group, weights=w * column, minlength=size)
-                             for column in blocks.values.T])
-    gram = np.empty((x.shape[1], x.shape[1]))
-    gram[np.ix_(fixed, fixed)] = rows.T @ (per_combination[:, None] * rows)
-    gram[np.ix_(fixed, free)] = rows.T @ cross
-    gram[np.ix_(free, fixed)] = gram[np.ix_(fixed, free)].T
-    gram[np.ix_(free, free)] = blocks.values.T @ (w[:, None] * blocks.values)
-    return gram
+
+    def __init__(self, group: np.ndarray, fixed: np.ndarray, rows: np.ndarray, free: np.ndarray,
+                 values: np.ndarray) -> None:
+        self.group, self.fixed, self.rows = group, fixed, rows
+        self.free, self.values = free, values
+        self.k = fixed.size + free.size
+
+    def _per_combination(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.group, weights=values, minlength=self.rows.shape[0])
+
+    def dot(self, params: np.ndarray) -> np.ndarray:
+        return self.values @ params[self.free] + (self.rows @ params[self.fixed])[self.group]
+
+    def tdot(self, values: np.ndarray) -> np.ndarray:
+        out = np.empty(self.k)
+        out[self.free] = self.values.T @ values
+        out[self.fixed] = self.rows.T @ self._per_combination(values)
+        return out
+
+    def gram(self, w: np.ndarray) -> np.ndarray:
+        fixed, free, rows = self.fixed, self.free, self.rows
+        cross = np.column_stack([self._per_combination(w * column) for column in self.values.T])
+        gram = np.empty((self.k, self.k))
+        gram[np.ix_(fixed, fixed)] = rows.T @ (self._per_combination(w)[:, None] * rows)
+        gram[np.ix_(fixed, free)] = rows.T @ cross
+        gram[np.ix_(free, fixed)] = gram[np.ix_(fixed, free)].T
+        gram[np.ix_(free, free)] = self.values.T @ (w[:, None] * self.values)
+        return gram
+
+    def scores(self, residuals: sparse.csr_array) -> np.ndarray:
+        # The fixed columns' part from the residuals summed per cluster and combination, which
+        # has far fewer entries than R (R X would read a row of X for each entry of R).
+        scores = np.empty((residuals.shape[0], self.k))
+        scores[:, self.free] = residuals @ self.values
+        by_combination = sparse.csr_array(
+            (residuals.data, self.group[residuals.indices], residuals.indptr),
+            shape=(residuals.shape[0], self.rows.shape[0]))
+        by_combination.sum_duplicates()
+        scores[:, self.fixed] = by_combination @ self.rows
+        return scores
+
+
+def _model_design(
+    patterns: pl.DataFrame, *, numeric: Sequence[str], factors: Sequence[str], trials: str,
+    reference: Mapping[str, Any]
+) -> tuple[_Dense | _Blocks, list[str], dict[str, str]]:
+    """The design of :func:`_design` on the patterns, by blocks when they are many."""
+    combination, first = _patterns(patterns, factors)
+    if not numeric or patterns.height < _BLOCKS_PER_COMBINATION * first.size:
+        x, names, references = _design(patterns, numeric=numeric, factors=factors, trials=trials,
+                                       reference=reference)
+        return _Dense(x), names, references
+    trials_per_combination = np.bincount(combination, weights=patterns.get_column(trials).to_numpy())
+    combinations = patterns[first].with_columns(pl.Series(trials, trials_per_combination))
+    x, names, references = _design(combinations, numeric=numeric, factors=factors, trials=trials,
+                                   reference=reference)
+    free = np.arange(1, 1 + len(numeric))  # the intercept, the numeric columns, the indicators
+    fixed = np.setdiff1d(np.arange(len(names)), free)
+    values = patterns.select(pl.col(numeric).cast(pl.Float64)).to_numpy()
+    return (_Blocks(combination, fixed, x[:, fixed], free, np.ascontiguousarray(values)), names,
+            references)
 
 
 def _log_likelihood(eta: np.ndarray, s: np.ndarray, n: np.ndarray) -> float:
@@ -463,8 +512,7 @@ def _log_likelihood(eta: np.ndarray, s: np.ndarray, n: np.ndarray) -> float:
     return float(s @ eta - n @ softplus)
 
 
-def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray,
-               blocks: _Blocks | None = None) -> np.ndarray:
+def _fit_logit(x: _Dense | _Blocks, s: np.ndarray, n: np.ndarray) -> np.ndarray:
     """Coefficients of the binomial GLM with response (successes, failures), by Newton-Raphson.
 
     The log-likelihood of a logistic regression is concave, so Newton's method with step halving
@@ -474,17 +522,16 @@ def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray,
     statsmodels' IRLS, with a Cholesky solve instead of its SVD: the same estimates, several times
     faster on millions of cells.)
     """
-    k = x.shape[1]
-    params = np.zeros(k)
+    params = np.zeros(x.k)
     total_s, total_n = float(s.sum()), float(n.sum())
     params[0] = np.log((total_s + 0.5) / (total_n - total_s + 0.5))  # column 0 is the intercept
-    eta = x @ params
+    eta = x.dot(params)
     loglik = _log_likelihood(eta, s, n)
     converged = False
     for _ in range(200):
         mean = special.expit(eta)
-        gradient = x.T @ (s - n * mean)
-        hessian = _weighted_gram(x, n * mean * (1.0 - mean), blocks)
+        gradient = x.tdot(s - n * mean)
+        hessian = x.gram(n * mean * (1.0 - mean))
         try:
             step = linalg.solve(hessian, gradient, assume_a="pos")
         except (linalg.LinAlgError, ValueError):  # near-singular under perfect prediction
@@ -492,7 +539,7 @@ def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray,
         size = 1.0
         while True:
             candidate = params + size * step
-            candidate_eta = x @ candidate
+            candidate_eta = x.dot(candidate)
             candidate_loglik = _log_likelihood(candidate_eta, s, n)
             if candidate_loglik >= loglik - 1e-12 * abs(loglik) or size < 1e-8:
                 break
@@ -521,14 +568,14 @@ def _fit_logit(x: np.ndarray, s: np.ndarray, n: np.ndarray,
 
 
 def _fit_least_squares(
-    x: np.ndarray, s: np.ndarray, n: np.ndarray, gram: np.ndarray
+    x: _Dense | _Blocks, s: np.ndarray, n: np.ndarray, gram: np.ndarray
 ) -> np.ndarray:
     """Least squares of the rows' 0/1 outcomes, from the cells: solves X'N X b = X's."""
     # The normal equations are cheap for many cells and few terms; one step of iterative
     # refinement brings the solution to the precision of a QR fit on the rows.
     factor = linalg.cho_factor(gram)
-    params = linalg.cho_solve(factor, x.T @ s)
-    params += linalg.cho_solve(factor, x.T @ (s - n * (x @ params)))
+    params = linalg.cho_solve(factor, x.tdot(s))
+    params += linalg.cho_solve(factor, x.tdot(s - n * x.dot(params)))
     return params
 
 
@@ -777,9 +824,9 @@ def _cluster_scores(successes: sparse.csr_array, trials: sparse.csr_array,
     return sparse.csr_array((residual, trials.indices, trials.indptr), shape=trials.shape)
 
 
-def _meat(residuals: sparse.csr_array, x: np.ndarray) -> np.ndarray:
+def _meat(residuals: sparse.csr_array, x: _Dense | _Blocks) -> np.ndarray:
     """Sum over clusters of the outer product of the cluster's score sum: S'S with S = R X."""
-    scores = residuals @ x
+    scores = x.scores(residuals)
     return scores.T @ scores
 
 
@@ -833,25 +880,24 @@ def _fit_cells(
     patterns = cells.select(columns)[first].with_columns(*derived, pl.Series(trials, n))
     if numeric and not np.all(np.isfinite(patterns.select(numeric).cast(pl.Float64).to_numpy())):
         raise ValueError(f"numeric columns {numeric} contain infinite or NaN values")
-    x, names, references = _design(
+    x, names, references = _model_design(
         patterns, numeric=numeric, factors=factors, trials=trials, reference=reference
     )
     n_total = float(n.sum()) if n_rows is None else float(n_rows)
-    k = x.shape[1]
+    k = x.k
     if n_total <= k:
         raise ValueError(f"{int(n_total)} rows are too few for a model with {k} coefficients")
     # X'NX is the row-level X'X: each pattern's covariate row repeated for each of its cases.
-    blocks = _blocks(patterns, x, names, factors)
-    gram = _weighted_gram(x, n, blocks)
+    gram = x.gram(n)
     _check_full_rank(gram, names)
 
     if family == "logit":
-        params = _fit_logit(x, s, n, blocks)
-        mean = special.expit(x @ params)
-        bread = np.linalg.inv(_weighted_gram(x, n * mean * (1.0 - mean), blocks))
+        params = _fit_logit(x, s, n)
+        mean = special.expit(x.dot(params))
+        bread = np.linalg.inv(x.gram(n * mean * (1.0 - mean)))
     else:
         params = _fit_least_squares(x, s, n, gram)
-        mean = x @ params
+        mean = x.dot(params)
         bread = np.linalg.inv(gram)
     # Sum over a pattern's cases of the squared residual (outcome is 0/1, so sum y^2 = s).
     residual_squares = s - 2.0 * mean * s + n * mean**2
@@ -869,7 +915,7 @@ def _fit_cells(
         cov = factor * bread @ meat @ bread
         cov_type = "cluster"
     elif robust:
-        meat = x.T @ (residual_squares[:, None] * x)
+        meat = x.gram(residual_squares)
         cov = n_total / (n_total - k) * bread @ meat @ bread
         cov_type = "hc1"
     elif family == "logit":
