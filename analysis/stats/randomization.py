@@ -455,10 +455,7 @@ def _mh_statistic(
     n_clusters, n_strata = int(g.max()) + 1, int(k.max()) + 1
     shape = (n_clusters, n_strata)
     # Counts per (cluster, stratum), summed exactly (whole numbers) into a sparse layout.
-    a_cells, b_cells = (
-        matrix.astype(float) for matrix in _pair_sums(
-            g, k, shape, [np.where(e & y, w, 0), np.where(e & ~y, w, 0)],
-            whole=np.issubdtype(w.dtype, np.integer)))
+    a_cells, b_cells = _pair_sums(g, k, shape, [np.where(e & y, w, 0), np.where(e & ~y, w, 0)])
     m1 = np.bincount(k, weights=np.where(y, w, 0).astype(float), minlength=n_strata)
     total = np.bincount(k, weights=w.astype(float), minlength=n_strata)
     m0 = total - m1

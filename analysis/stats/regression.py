@@ -159,7 +159,7 @@ def _aggregate(
 
     ``frame`` holds either one row per case (``count`` None) or cells whose ``count`` rows all
     have the value of ``outcome``. Rows are not grouped here: :func:`_fit_cells` collapses them to
-    covariate patterns (and cluster x pattern sums) itself, in integers, so the result does not
+    covariate patterns (and cluster x pattern sums) itself, exactly, so the result does not
     depend on the order or the grouping of the input.
     """
     lf = _as_lazy(frame)
@@ -704,30 +704,38 @@ def grouped_glm(
 
 
 def _codes(column: pl.Series) -> np.ndarray:
-    """Codes 0..K-1 of a column's distinct values, in their sort order.
+    """Codes 0..K-1 of a column's distinct values, in their sort order (as whole numbers of any
+    width: small columns keep small integers).
 
     The codes depend only on the set of values, never on the order of the rows, so everything
     summed in code order below is reproducible to the last bit whatever order the cells come in.
     """
     if column.dtype == pl.Boolean:
-        return column.cast(pl.Int64).to_numpy()
+        return column.to_numpy().view(np.uint8) if not column.has_nulls() else (
+            column.cast(pl.Int64).to_numpy())
     if isinstance(column.dtype, pl.Enum):
         # The categories are fixed by the type, so their numbers do not depend on the rows.
-        return _dense(column.to_physical().cast(pl.Int64).to_numpy())
+        return _dense(column.to_physical().to_numpy())
     if column.dtype.is_integer() and column.len() and column.max() - column.min() < 10_000_000:
-        return _dense(column.cast(pl.Int64).to_numpy() - column.min())
+        lowest = column.min()
+        values = column.to_numpy()
+        return _dense(values if lowest == 0 and values.dtype != np.uint64
+                      else values.astype(np.int64) - lowest)
     if column.dtype == pl.Categorical:
         column = column.cast(pl.String)  # sort by the text, not by the order categories appeared
     if column.dtype == pl.String and column.n_unique() <= 1_000:
         # Few levels (policy, severity band): number the sorted levels, then look each row up.
         levels = column.unique().sort()
-        return column.cast(pl.Enum(levels.to_list())).to_physical().cast(pl.Int64).to_numpy()
+        return column.cast(pl.Enum(levels.to_list())).to_physical().to_numpy()
     return column.rank("dense").cast(pl.Int64).to_numpy() - 1
 
 
 def _dense(values: np.ndarray) -> np.ndarray:
-    """Whole numbers 0..M renumbered 0..K-1 in their order, skipping the values absent."""
+    """Whole numbers 0..M renumbered 0..K-1 in their order, skipping the values absent (the
+    numbers themselves when none is absent)."""
     present = np.bincount(values) > 0
+    if present.all():
+        return values
     return (np.cumsum(present) - 1)[values]
 
 
@@ -784,30 +792,35 @@ def _packed(codes: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def _pair_sums(cluster: np.ndarray, key: np.ndarray, shape: tuple[int, int],
-               values: Sequence[np.ndarray], *, whole: bool) -> list[sparse.csr_array]:
+               values: Sequence[np.ndarray]) -> list[sparse.csr_array]:
     """Each array of ``values`` summed per (cluster, key) pair: matrices of clusters x keys.
 
     All the matrices share one layout: an entry for every pair with at least one row (even if
-    its sums are 0), keys in order within each cluster. Whole numbers (``whole``) are summed as
-    integers, exactly, so the sums do not depend on the order of the rows.
+    its sums are 0), keys in order within each cluster, sums in floating point. Sums of whole
+    numbers (counts of cases) are exact below 2^53, so they do not depend on the order of the
+    rows.
+    The arrays are summed two at a time, as the real and imaginary parts of one complex array,
+    which halves the sorting.
     """
     matrices = []
-    for value in values:
-        matrix = sparse.coo_array((value.astype(np.int64 if whole else np.float64),
-                                   (cluster, key)), shape=shape).tocsr()
+    for i in range(0, len(values), 2):
+        both = values[i].astype(np.complex128)
+        if i + 1 < len(values):
+            both.imag = values[i + 1]
+        matrix = sparse.coo_array((both, (cluster, key)), shape=shape).tocsr()
         matrix.sum_duplicates()  # canonical: keys sorted within each cluster
-        matrices.append(matrix)
+        parts = [matrix.data.real, matrix.data.imag][:len(values) - i]
+        matrices += [sparse.csr_array((np.ascontiguousarray(part), matrix.indices,
+                                       matrix.indptr), shape=shape) for part in parts]
     return matrices
 
 
 def _cluster_totals(cluster: np.ndarray, pattern: np.ndarray, n_patterns: int, s: np.ndarray,
                     n: np.ndarray) -> tuple[sparse.csr_array, sparse.csr_array]:
     """Per cluster and pattern, the cases' outcomes and the cases (two clusters x patterns
-    matrices of one layout), added up in integers when they are whole numbers and laid out in
-    (cluster, pattern) order, so the sums do not depend on the order of the cells."""
+    matrices of one layout), laid out in (cluster, pattern) order: see :func:`_pair_sums`."""
     shape = (int(cluster.max()) + 1, n_patterns)
-    whole = bool(np.all(s == np.round(s)) and np.all(n == np.round(n)))
-    successes, trials = _pair_sums(cluster, pattern, shape, [s, n], whole=whole)
+    successes, trials = _pair_sums(cluster, pattern, shape, [s, n])
     return successes, trials
 
 

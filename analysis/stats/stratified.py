@@ -652,7 +652,7 @@ def _clustered_trend(frame: Frame, *, outcome: str, score: str, strata: list[str
     rate = np.bincount(in_stratum, weights=x_p) / n_k
     mean_score = np.bincount(in_stratum, weights=n_p * score_p) / n_k
     # Each cluster's contribution: over its (score, stratum) cells, summed in that order (whole
-    # counts added as integers first), so the result does not depend on the order of the rows.
+    # counts added up exactly first), so the result does not depend on the order of the rows.
     totals = _cluster_totals(_codes(data.get_column(cluster)), pattern, first.size, x, n)
     outcomes, cases = totals
     p = cases.indices
@@ -913,9 +913,9 @@ def _cells_by_cluster(
 
     ``stratum`` gives each row's index among the analysed strata (-1: not analysed). Returns the
     cluster codes (in the sort order of the cluster values), the stratum indexes and an array of
-    the four cells, one row per (cluster, stratum) pair present. Sums are of whole numbers when
-    the weights are (in integers), and in a fixed order otherwise, so they never depend on the
-    order of the rows (see ``_pair_sums``).
+    the four cells, one row per (cluster, stratum) pair present. Sums of whole numbers are exact,
+    and in a fixed order otherwise, so they never depend on the order of the rows (see
+    ``_pair_sums``).
     """
     from analysis.stats.regression import _codes, _pair_sums
 
@@ -928,8 +928,7 @@ def _cells_by_cluster(
     shape = (int(g.max()) + 1 if g.size else 0, int(stratum.max()) + 1)
     selections = (in_group & is_outcome, in_group & ~is_outcome, ~in_group & is_outcome,
                   ~in_group & ~is_outcome)
-    sums = _pair_sums(g, k, shape, [np.where(selected, w, 0) for selected in selections],
-                      whole=np.issubdtype(w.dtype, np.integer))
+    sums = _pair_sums(g, k, shape, [np.where(selected, w, 0) for selected in selections])
     g_index = np.repeat(np.arange(shape[0]), np.diff(sums[0].indptr))
     return g_index, sums[0].indices.astype(np.int64), np.column_stack([m.data for m in sums])
 

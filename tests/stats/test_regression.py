@@ -463,18 +463,55 @@ def test_pandas_input_is_accepted_by_grouped_glm():
 def test_patterns_by_counting_and_by_sorting_agree(monkeypatch):
     from analysis.stats import regression
 
-    frame = CASES.with_columns(spend=pl.col("log_spend") * 1.5 + pl.col("band").str.len_chars())
+    frame = CASES.with_columns(spend=(pl.col("log_spend") * 15).cast(pl.Int64)
+                               + pl.col("band").str.len_chars())
     columns = ["spend", "policy", "band"]
     counted, first_counted = regression._patterns(frame, columns)
     monkeypatch.setattr(regression, "_COUNTING_LIMIT", 0)
     monkeypatch.setattr(regression, "_COUNTING_PER_CELL", 0)
     packed, first_packed = regression._patterns(frame, columns)
     monkeypatch.setattr(regression, "_PACKED_LIMIT", 0.0)
-    row_by_row, first_row_by_row = regression._patterns(frame, columns)
-    assert np.array_equal(counted, packed) and np.array_equal(counted, row_by_row)
+    column_by_column, first_column_by_column = regression._patterns(frame, columns)
+    # a float column is sorted on as it is
+    as_float = frame.with_columns(pl.col("spend").cast(pl.Float64))
+    floats, first_floats = regression._patterns(as_float, columns)
+    for pattern in (packed, column_by_column, floats):
+        assert np.array_equal(counted, pattern)
     # the representative rows may differ, but they show the same values
-    for first in (first_packed, first_row_by_row):
+    for first in (first_packed, first_column_by_column, first_floats):
         assert frame.select(columns)[first_counted].equals(frame.select(columns)[first])
     # patterns are numbered in the sort order of their values
     expected = frame.select(columns).unique().sort(columns)
     assert frame.select(columns)[first_counted].equals(expected)
+
+
+@pytest.mark.parametrize("family, cluster, robust", [
+    ("logit", "account_id", False), ("logit", None, True), ("logit", None, False),
+    ("linear", "account_id", False), ("linear", None, True), ("linear", None, False)])
+def test_design_by_blocks_equals_the_dense_design(monkeypatch, family, cluster, robust):
+    """A continuous exposure gives many patterns per combination of factor levels, and the fit
+    takes its design in two blocks; the same fit on the whole design matrix agrees."""
+    from analysis.stats import regression
+
+    rng = np.random.default_rng(7)
+    cells = CASES.with_columns(  # one cell per case, each with a spend of its own
+        log_spend=pl.col("log_spend") + pl.Series(rng.normal(0.0, 0.01, CASES.height)),
+        enforced=pl.col("enforced").cast(pl.Int64), cases=pl.lit(1))
+    arguments = dict(successes="enforced", trials="cases", numeric=["log_spend"],
+                     factors=["policy", "band"], cluster=cluster, robust=robust, family=family)
+    taken = []
+    monkeypatch.setattr(regression, "_Blocks", _recording(regression._Blocks, taken))
+    by_blocks = grouped_glm(cells, **arguments)
+    monkeypatch.setattr(regression, "_BLOCKS_PER_COMBINATION", np.inf)
+    dense = grouped_glm(cells, **arguments)
+    assert len(taken) == 1  # only the first fit went by blocks
+    assert by_blocks.names == dense.names and by_blocks.n_cells == dense.n_cells == 4000
+    np.testing.assert_allclose(by_blocks.params, dense.params, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(by_blocks.cov, dense.cov, rtol=1e-9, atol=1e-15)
+
+
+def _recording(cls, calls: list):
+    def make(*args, **kwargs):
+        calls.append(args)
+        return cls(*args, **kwargs)
+    return make
