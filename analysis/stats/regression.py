@@ -508,7 +508,11 @@ def _model_design(
 def _log_likelihood(eta: np.ndarray, s: np.ndarray, n: np.ndarray) -> float:
     """Binomial log-likelihood (without the constant binomial coefficients) at log-odds eta."""
     # log(1 + e^eta), written so that it neither overflows nor loses digits for large |eta|
-    softplus = np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta)))
+    softplus = np.abs(eta)
+    np.negative(softplus, out=softplus)
+    np.exp(softplus, out=softplus)
+    np.log1p(softplus, out=softplus)
+    softplus += np.maximum(eta, 0.0)
     return float(s @ eta - n @ softplus)
 
 
@@ -757,16 +761,18 @@ def _patterns(cells: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, 
             first[pattern] = np.arange(key.size)  # any row of a pattern stands for all of them
             return pattern, first
     # Sort the cells by the keys, stably: the first cell of each pattern stands for it.
-    frame = pl.DataFrame({f"k{i}": key for i, key in enumerate(keys)})
-    order = frame.with_row_index("_row").sort(frame.columns, maintain_order=True)
-    order = order.get_column("_row").to_numpy()
-    starts = np.ones(order.size, dtype=bool)
-    starts[1:] = False
+    names = [f"key{i}" for i in range(len(keys))]
+    order = (pl.DataFrame(dict(zip(names, keys, strict=True)))
+             .select(pl.arg_sort_by(names, maintain_order=True)).to_series().to_numpy())
+    starts = np.zeros(order.size, dtype=bool)
+    starts[0] = True
     for key in keys:
         ordered = key[order]
         starts[1:] |= ordered[1:] != ordered[:-1]
+    numbers = np.cumsum(starts)
+    numbers -= 1
     pattern = np.empty(order.size, dtype=np.int64)
-    pattern[order] = np.cumsum(starts) - 1
+    pattern[order] = numbers
     return pattern, order[starts]
 
 
@@ -783,7 +789,8 @@ def _packed(codes: Sequence[np.ndarray]) -> list[np.ndarray]:
             continue
         size = float(code.max()) + 1
         if combinations * size < _PACKED_LIMIT:
-            keys[-1] = keys[-1] * int(size) + code
+            keys[-1] *= int(size)  # in place: the first code of a key is a copy (below)
+            keys[-1] += code
             combinations *= size
         else:
             keys.append(code.astype(np.int64))
