@@ -809,6 +809,15 @@ def _pair_sums(cluster: np.ndarray, key: np.ndarray, shape: tuple[int, int],
     The arrays are summed two at a time, as the real and imaginary parts of one complex array,
     which halves the sorting.
     """
+    if shape[0] * shape[1] <= cluster.size:
+        # Few keys per cluster (e.g. one stratum): count on the dense grid of pairs, no sort.
+        pair = cluster.astype(np.int64) * shape[1] + key
+        present = np.flatnonzero(np.bincount(pair, minlength=shape[0] * shape[1]))
+        rows, columns = np.divmod(present, shape[1])
+        indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+        return [sparse.csr_array((np.bincount(pair, weights=value, minlength=shape[0] * shape[1])
+                                  [present], columns, indptr), shape=shape) for value in values]
     matrices = []
     for i in range(0, len(values), 2):
         both = values[i].astype(np.complex128)

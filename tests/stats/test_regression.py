@@ -515,3 +515,27 @@ def _recording(cls, calls: list):
         calls.append(args)
         return cls(*args, **kwargs)
     return make
+
+
+@pytest.mark.parametrize("clusters, keys", [(50, 2), (400, 30)])  # a dense grid, then a sparse one
+def test_pair_sums_are_the_sums_of_each_cluster_and_key(clusters, keys):
+    from analysis.stats.regression import _pair_sums
+
+    rng = np.random.default_rng(clusters)
+    size = 3000
+    cluster, key = rng.integers(0, clusters, size), rng.integers(0, keys, size)
+    counts = rng.integers(0, 4, size)  # zeros too: a pair whose sum is 0 keeps its entry
+    weights = rng.random(size)
+    counted, weighted, again = _pair_sums(cluster, key, (clusters, keys), [counts, weights, counts])
+    expected: dict[tuple[int, int], list[float]] = {}
+    for c, k, n, w in zip(cluster, key, counts, weights, strict=True):
+        sums = expected.setdefault((int(c), int(k)), [0, 0.0])
+        sums[0] += int(n)
+        sums[1] += float(w)
+    for matrix in (counted, weighted, again):
+        matrix = matrix.tocoo()
+        assert list(zip(matrix.row.tolist(), matrix.col.tolist(), strict=True)) == sorted(expected)
+    assert counted.data.tolist() == [expected[pair][0] for pair in sorted(expected)]  # exact
+    assert np.array_equal(again.data, counted.data)
+    np.testing.assert_allclose(weighted.data, [expected[pair][1] for pair in sorted(expected)],
+                               rtol=1e-12)
