@@ -63,8 +63,10 @@ _COUNTING_PER_CELL = 10
 _PACKED_LIMIT = 2.0**62
 
 # A design is fitted by blocks (see _Blocks) when it has at least this many covariate patterns per
-# combination of factor levels.
+# combination of factor levels and at most this many numeric columns (its cost grows with their
+# square, as the whole matrix's does with the square of all columns).
 _BLOCKS_PER_COMBINATION = 8
+_BLOCKS_MAX_FREE = 4
 
 # Fitted probabilities this close to 0 or 1 mean the outcome is perfectly predicted somewhere.
 _SEPARATION_TOLERANCE = 1e-9
@@ -490,7 +492,8 @@ def _model_design(
 ) -> tuple[_Dense | _Blocks, list[str], dict[str, str]]:
     """The design of :func:`_design` on the patterns, by blocks when they are many."""
     combination, first = _patterns(patterns, factors)
-    if not numeric or patterns.height < _BLOCKS_PER_COMBINATION * first.size:
+    if (not numeric or len(numeric) > _BLOCKS_MAX_FREE
+            or patterns.height < _BLOCKS_PER_COMBINATION * first.size):
         x, names, references = _design(patterns, numeric=numeric, factors=factors, trials=trials,
                                        reference=reference)
         return _Dense(x), names, references
