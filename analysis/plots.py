@@ -1405,7 +1405,8 @@ def save_figure(
     fig : matplotlib.figure.Figure
         A figure from this module (or any other).
     data : polars or pandas DataFrame
-        The numbers drawn, e.g. from the figure's ``*_data`` companion; written as ``name.csv``.
+        The numbers drawn, e.g. from the figure's ``*_data`` companion; written as ``name.csv``,
+        decimals to 10 significant digits (as in results.json).
     out_dir : str or Path
         Folder to write into (created if missing), e.g. ``<run>/figures``.
     name : str
@@ -1439,5 +1440,7 @@ def save_figure(
             fig.savefig(paths.svg, format="svg", metadata={"Date": None}, facecolor="white")
     finally:
         plt.close(fig)
-    frame.write_csv(paths.csv)
+    # Numbers to 10 significant digits, as in results.json: the last bits of a float can differ
+    # between processors (vectorised exp and log) and summation orders, the file must not.
+    frame.with_columns(pl.col(pl.Float32, pl.Float64).round_sig_figs(10)).write_csv(paths.csv)
     return paths
