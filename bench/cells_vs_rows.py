@@ -17,7 +17,9 @@ On a world written by ``bench/generate.py`` this times
   and ``directive_did`` (linear probability model with listed-account, after-directive and
   interaction terms plus policy and severity band dummies), all with standard errors clustered
   by account (statsmodels' ``cov_type="cluster"``). Collecting the rows and building the design
-  matrices is not counted: only the fits.
+  matrices is not counted: only the fits. On the cells side everything from the stored cells to
+  the estimates is counted, starting with coding the account ids as the battery does. Each side
+  runs once, in a fresh process (nothing warmed up).
 
 It checks that the cells give the same coefficients and clustered standard errors as the rows
 (relative difference below 1e-6) and prints the times. Building the cells, each battery and the
