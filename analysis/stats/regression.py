@@ -475,11 +475,12 @@ class _Blocks:
 
     def scores(self, residuals: sparse.csr_array) -> np.ndarray:
         # The fixed columns' part from the residuals summed per cluster and combination, which
-        # has far fewer entries than R (R X would read a row of X for each entry of R).
+        # has far fewer entries than R (R X would read a row of X for each entry of R). Summing
+        # the duplicates works in place, so it gets copies of the arrays R shares with others.
         scores = np.empty((residuals.shape[0], self.k))
         scores[:, self.free] = residuals @ self.values
         by_combination = sparse.csr_array(
-            (residuals.data, self.group[residuals.indices], residuals.indptr),
+            (residuals.data.copy(), self.group[residuals.indices], residuals.indptr.copy()),
             shape=(residuals.shape[0], self.rows.shape[0]))
         by_combination.sum_duplicates()
         scores[:, self.fixed] = by_combination @ self.rows
@@ -810,7 +811,8 @@ def _pair_sums(cluster: np.ndarray, key: np.ndarray, shape: tuple[int, int],
     numbers (counts of cases) are exact below 2^53, so they do not depend on the order of the
     rows.
     The arrays are summed two at a time, as the real and imaginary parts of one complex array,
-    which halves the sorting.
+    which halves the sorting; the matrices share their index arrays, so none may be changed in
+    place.
     """
     if shape[0] * shape[1] <= cluster.size:
         # Few keys per cluster (e.g. one stratum): count on the dense grid of pairs, no sort.

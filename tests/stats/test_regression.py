@@ -539,3 +539,26 @@ def test_pair_sums_are_the_sums_of_each_cluster_and_key(clusters, keys):
     assert np.array_equal(again.data, counted.data)
     np.testing.assert_allclose(weighted.data, [expected[pair][1] for pair in sorted(expected)],
                                rtol=1e-12)
+
+
+def test_design_by_blocks_leaves_the_cluster_totals_as_they_were():
+    """The sandwich by blocks sums residuals per cluster and combination in place; it must not
+    touch the (cluster, pattern) layout it was given, which other statistics share."""
+    from analysis.stats import regression
+
+    rng = np.random.default_rng(11)
+    cells = CASES.with_columns(
+        log_spend=pl.col("log_spend") + pl.Series(rng.normal(0.0, 0.01, CASES.height)),
+        enforced=pl.col("enforced").cast(pl.Int64), cases=pl.lit(1))
+    pattern, first = regression._patterns(cells, ["log_spend", "policy", "band"])
+    clusters = regression._codes(cells.get_column("account_id"))
+    s, n = (cells.get_column(c).cast(pl.Float64).to_numpy() for c in ("enforced", "cases"))
+    totals = regression._cluster_totals(clusters, pattern, first.size, s, n)
+    before = [(m.data.copy(), m.indices.copy(), m.indptr.copy()) for m in totals]
+    regression._fit_cells(cells, successes="enforced", trials="cases", numeric=["log_spend"],
+                          factors=["policy", "band"], cluster="account_id", n_rows=None,
+                          family="logit", robust=False, reference={},
+                          layout=(pattern, first, *totals))
+    for matrix, (data, indices, indptr) in zip(totals, before, strict=True):
+        assert np.array_equal(matrix.data, data) and np.array_equal(matrix.indices, indices)
+        assert np.array_equal(matrix.indptr, indptr)
