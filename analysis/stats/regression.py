@@ -840,8 +840,7 @@ def _cluster_totals(cluster: np.ndarray, pattern: np.ndarray, n_patterns: int, s
                     n: np.ndarray) -> tuple[sparse.csr_array, sparse.csr_array]:
     """Per cluster and pattern, the cases' outcomes and the cases (two clusters x patterns
     matrices of one layout), laid out in (cluster, pattern) order: see :func:`_pair_sums`."""
-    shape = (int(cluster.max()) + 1, n_patterns)
-    successes, trials = _pair_sums(cluster, pattern, shape, [s, n])
+    successes, trials = _pair_sums(cluster, pattern, (int(cluster.max()) + 1, n_patterns), [s, n])
     return successes, trials
 
 
@@ -906,9 +905,12 @@ def _fit_cells(
     if np.any(s_cells < 0) or np.any(s_cells > n_cells):
         raise ValueError(f"{successes!r} must lie between 0 and {trials!r} in every cell")
     columns = _unique(pattern_columns if pattern_columns is not None else [*numeric, *factors])
-    pattern, first, *totals = layout or (*_patterns(cells, columns), None, None)
-    if pattern.size != cells.height or np.any(n_cells <= 0):
-        raise ValueError("the layout handed over does not match the cells with trials")
+    if layout is None:
+        pattern, first, *totals = *_patterns(cells, columns), None, None
+    else:
+        pattern, first, *totals = layout
+        if pattern.size != cells.height or np.any(n_cells <= 0):
+            raise ValueError("the layout handed over does not match the cells with trials")
     s = np.bincount(pattern, weights=s_cells, minlength=first.size)
     n = np.bincount(pattern, weights=n_cells, minlength=first.size)
     patterns = cells.select(columns)[first].with_columns(*derived, pl.Series(trials, n))
