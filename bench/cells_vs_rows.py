@@ -10,21 +10,26 @@ On a world written by ``bench/generate.py`` this times
 * **the battery on rows**: the same battery, the same code, given the four tables with one row
   per case (``n`` = 1) instead of counted cells. Every number of the two batteries (estimates,
   CIs, SEs, p-values, randomization p-values, event-study rows) is compared;
-* **the three regression models on cells**, and the same models fitted by statsmodels on one row
+* **the regression models on cells**, and the same models fitted by statsmodels on one row
   per case, the way one would without cells: ``spend_adjusted`` (logistic GLM of enforcement on
   log10 trailing spend with policy, severity band and listing dummies, advertisers' cases only),
-  the OR per tier step of ``spend_trend`` (logistic GLM on the tier index with the same dummies)
-  and ``directive_did`` (linear probability model with listed-account, after-directive and
-  interaction terms plus policy and severity band dummies), all with standard errors clustered
-  by account (statsmodels' ``cov_type="cluster"``). Collecting the rows and building the design
-  matrices is not counted: only the fits. On the cells side everything from the stored cells to
-  the estimates is counted, starting with coding the account ids as the battery does. Each side
-  runs once, in a fresh process (nothing warmed up).
+  the OR per tier step of ``spend_trend`` (logistic GLM on the tier index with the same dummies),
+  ``directive_did`` (linear probability model with listed-account, after-directive and
+  interaction terms plus policy and severity band dummies) and the event study of
+  ``directive_did`` (the same linear probability model with a dummy for each month around the
+  listing date and its product with the listed-account indicator), all with standard errors
+  clustered by account (statsmodels' ``cov_type="cluster"``). Collecting the rows and building
+  the design matrices is not counted: only the fits. On the cells side everything from the
+  stored cells to the estimates is counted, starting with coding the account ids as the battery
+  does. The cells side runs ``--repeats`` times (default 5), each in a fresh process (nothing
+  warmed up), and the ratio is taken to the median; the row fits run once, the event study in
+  a process of its own (its design alone is 5.6 GB at 10M cases: on a 24 GB machine
+  statsmodels runs out of memory fitting it, and the benchmark says so and goes on).
 
 It checks that the cells give the same coefficients and clustered standard errors as the rows
-(relative difference below 1e-6) and prints the times. Building the cells, each battery and the
-models run in child processes, one after the other, so that each has the memory to itself and
-its peak resident memory can be read.
+(relative difference below 1e-6; every month of the event study) and prints the times.
+Building the cells, each battery and the models run in child processes, one after the other,
+so that each has the memory to itself and its peak resident memory can be read.
 
 The stored cells are read back with their text keys as sorted Enums, which is how
 ``analysis.pipeline.collect_cells`` hands them to the battery in ``levelfield analyze``.
@@ -53,7 +58,7 @@ from analysis.attribute import attribute
 from analysis.battery import STRATA
 from analysis.load import load
 from analysis.pipeline import collect_cells, run_battery_on_cells
-from analysis.stats.regression import did, logistic
+from analysis.stats.regression import did, event_study, logistic
 from analysis.stats.stratified import trend
 
 FACTORS = [*STRATA, "listed"]
@@ -201,24 +206,91 @@ def compare_batteries(work: Path) -> None:
           f"(estimates, CIs, SEs, p-values, randomization p, event study): {gap}")
 
 
-def models(data: Path, work: Path) -> None:
-    """The three models on cells, then on rows; compare estimates and times."""
+#: Models timed on cells, in the order the battery fits them.
+MODELS = ("spend_adjusted", "spend_trend", "directive_did", "event_study")
+
+
+def models_on_cells(work: Path) -> None:
+    """The four models on the stored cells, timed from the stored cells to the estimates; one
+    line of ``models_cells.jsonl`` per run (each run in a fresh process)."""
     from analysis.battery import with_codes
 
     cells = stored_cells(work)
+    seconds = {}
     started = time.perf_counter()
     cells = with_codes(cells)  # account ids as numbers, as the battery has them (timed)
-    on_cells = {
-        "spend_adjusted": logistic(cells.spend, outcome="enforced", exposure="log10_spend",
-                                   factors=FACTORS, count="n", cluster="account_id", per=1.0),
-        "spend_trend": trend(cells.account, outcome="enforced", score="spend_tier",
-                             strata=FACTORS, count="n", cluster="account_id"),
-        "directive_did": did(cells.account, outcome="enforced", treated="ever_listed",
-                             post="post", factors=STRATA, count="n", cluster="account_id"),
+    seconds["coding the accounts"] = time.perf_counter() - started
+    fits = {
+        "spend_adjusted": lambda: logistic(
+            cells.spend, outcome="enforced", exposure="log10_spend", factors=FACTORS, count="n",
+            cluster="account_id", per=1.0),
+        "spend_trend": lambda: trend(cells.account, outcome="enforced", score="spend_tier",
+                                     strata=FACTORS, count="n", cluster="account_id"),
+        "directive_did": lambda: did(cells.account, outcome="enforced", treated="ever_listed",
+                                     post="post", factors=STRATA, count="n",
+                                     cluster="account_id"),
+        "event_study": lambda: event_study(cells.event, outcome="enforced",
+                                           treated="ever_listed", event_time="event_month",
+                                           factors=STRATA, count="n", cluster="account_id"),
     }
-    models_on_cells = time.perf_counter() - started
-    del cells
+    estimates = {}
+    for name in MODELS:
+        begun = time.perf_counter()
+        fit = fits[name]()
+        seconds[name] = time.perf_counter() - begun
+        if name == "event_study":
+            gaps = fit.filter(~pl.col("reference"))
+            estimates[name] = {str(k): [b, se] for k, b, se in gaps.select(
+                "event_time", "estimate", "se").iter_rows()}
+        else:  # the coefficient (log OR for the logistic models) and its clustered SE
+            coefficient = fit.estimate if name == "directive_did" else math.log(fit.estimate)
+            estimates[name] = {"": [coefficient, fit.se]}
+    total = time.perf_counter() - started
+    with (work / "models_cells.jsonl").open("a") as out:
+        out.write(json.dumps({"total": total, "seconds": seconds, "estimates": estimates}) + "\n")
+    print(f"  on cells: {total:.1f} s ({', '.join(f'{k} {v:.1f}' for k, v in seconds.items())})")
 
+
+def event_study_on_rows(work: Path) -> None:
+    """The event study fitted by statsmodels on one row per case (OLS, SEs clustered by
+    account): the design is built in place, then only the fit is timed. Writes
+    ``event_study_rows.json``; on a machine without the memory the process is killed first."""
+    rows = pl.read_parquet(work / "rows" / "event_cells.parquet")
+    months = [k for k in rows["event_month"].unique().sort().to_list() if k != -1]
+    levels = {f: rows[f].unique().sort().to_list()[1:] for f in STRATA}
+    # Intercept, treated, then each month's dummy and its product with treated, then the factors.
+    x = np.empty((rows.height, 2 + 2 * len(months) + sum(map(len, levels.values()))))
+    x[:, 0] = 1.0
+    treated = rows["ever_listed"].to_numpy()
+    x[:, 1] = treated
+    month = rows["event_month"].to_numpy()
+    for j, k in enumerate(months):
+        np.equal(month, k, out=x[:, 2 + 2 * j])
+        np.multiply(x[:, 2 + 2 * j], treated, out=x[:, 3 + 2 * j])
+    column = 2 + 2 * len(months)
+    for factor, kept in levels.items():
+        for level in kept:
+            x[:, column] = (rows[factor] == level).to_numpy()
+            column += 1
+    y = rows["enforced"].cast(pl.Float64).to_numpy()
+    groups = rows["account_id"].cast(pl.Categorical).to_physical().to_numpy()
+    del rows, treated, month
+    print(f"  event study on rows: a {x.shape[0]:,} x {x.shape[1]} design "
+          f"({x.nbytes / 2**30:.1f} GB), peak RSS so far "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB", flush=True)
+    started = time.perf_counter()
+    fit = sm.OLS(y, x).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    seconds = time.perf_counter() - started
+    estimates = {str(k): [float(fit.params[3 + 2 * j]), float(fit.bse[3 + 2 * j])]
+                 for j, k in enumerate(months)}
+    (work / "event_study_rows.json").write_text(json.dumps(
+        {"seconds": seconds, "estimates": estimates}))
+    print(f"  event study on rows: {seconds:.1f} s")
+
+
+def three_models_on_rows(data: Path) -> tuple[dict, dict]:
+    """The three regression models fitted by statsmodels on one row per case: seconds of each
+    fit, and its coefficient and clustered SE."""
     # One row per case, for the row-level fits (not timed).
     cases, _ = attribute(load(data, check_contract=False), sort_by_case=False, categorical=True)
     rows = (cases.with_columns(post=(pl.col("flag_date") >= pl.col("directive_date"))
@@ -245,28 +317,78 @@ def models(data: Path, work: Path) -> None:
                              rows["post"].cast(pl.Float64).to_numpy(),
                              dummies(rows, STRATA)]), groups, False),
     }
-    timings, gaps = {}, {}
+    timings, on_rows = {}, {}
     for name, problem in problems.items():
         y, x, g, logit = problem()  # one design matrix in memory at a time
         started = time.perf_counter()
         coefficient, se = fit_rows(y, x, g, logit=logit)
         timings[name] = time.perf_counter() - started
+        on_rows[name] = {"": [coefficient, se]}
         del y, x
-        cell = on_cells[name]
-        cell_coefficient = np.log(cell.estimate) if name != "directive_did" else cell.estimate
-        gaps[name] = (abs(coefficient / cell_coefficient - 1), abs(se / cell.se - 1))
+        print(f"  {name} on rows: {timings[name]:.1f} s")
+    return timings, on_rows
+
+
+def models(data: Path, work: Path, repeats: int) -> None:
+    """The four models on cells (``repeats`` fresh processes), then on rows; compare estimates
+    and times."""
+    (work / "models_cells.jsonl").unlink(missing_ok=True)
+    (work / "event_study_rows.json").unlink(missing_ok=True)
+    for _ in range(repeats):
+        _step("models-cells", data, work)
+    runs = [json.loads(line) for line in (work / "models_cells.jsonl").read_text().splitlines()]
+    on_cells = runs[-1]["estimates"]
+
+    # The event study first, in a process of its own, while this one holds little memory: its
+    # design alone is 5.6 GB at 10M cases.
+    timings, on_rows = {}, {}
+    finished = _step("event-study-rows", data, work)
+    fitted = work / "event_study_rows.json"
+    if finished.returncode == 0 and fitted.exists():
+        result = json.loads(fitted.read_text())
+        timings["event_study"], on_rows["event_study"] = result["seconds"], result["estimates"]
+    else:
+        why = ("killed by the system, out of memory" if finished.returncode == -9
+               else f"exit {finished.returncode}")
+        print(f"  event study on rows: did not finish ({why}; peak RSS "
+              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.1f} GB)")
+    three_timings, three_on_rows = three_models_on_rows(data)
+    timings, on_rows = {**three_timings, **timings}, {**three_on_rows, **on_rows}
+
+    totals = sorted(run["total"] for run in runs)
+    fitted_both = [name for name in MODELS if name in timings]
+    cells_fitted = sorted(sum(run["seconds"][k] for k in ["coding the accounts", *fitted_both])
+                          for run in runs)
     rows_total = sum(timings.values())
     done = work / "battery_seconds"
     battery_seconds = float(done.read_text()) if done.exists() else float("nan")
-    print(f"the three models on cells: {models_on_cells:.1f} s")
-    for name, seconds in timings.items():
-        print(f"  {name} on rows: {seconds:.1f} s; relative difference to cells: "
-              f"coefficient {gaps[name][0]:.1e}, clustered SE {gaps[name][1]:.1e}")
-    print(f"rows, three models: {rows_total:.1f} s = {rows_total / models_on_cells:.1f}x the same "
-          f"models on cells, {rows_total / battery_seconds:.2f}x the full battery on cells")
+    print(f"the four models on cells, {len(runs)} fresh processes: "
+          f"{', '.join(f'{t:.1f}' for t in totals)} s (median {float(np.median(totals)):.1f})")
+    print(f"models fitted on both sides ({', '.join(fitted_both)}): rows {rows_total:.1f} s, "
+          f"cells median {float(np.median(cells_fitted)):.1f} s (each run: "
+          f"{', '.join(f'{rows_total / t:.1f}x' for t in cells_fitted)}; on the median "
+          f"{rows_total / float(np.median(cells_fitted)):.1f}x); rows / full battery on cells "
+          f"{rows_total / battery_seconds:.2f}x")
+    if "event_study" not in timings:
+        seconds = float(np.median([run["seconds"]["event_study"] for run in runs]))
+        print(f"  the event study: {seconds:.1f} s on cells (median); statsmodels did not finish "
+              "it on rows")
+    worst = 0.0
+    for name in fitted_both:
+        gap = max(max(abs(coefficient / on_cells[name][key][0] - 1),
+                      abs(se / on_cells[name][key][1] - 1))
+                  for key, (coefficient, se) in on_rows[name].items())
+        worst = max(worst, gap)
+        print(f"  {name}: largest relative difference, rows to cells, of a coefficient or its "
+              f"clustered SE {gap:.1e}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
-    worst = max(max(g) for g in gaps.values())
     print("identical estimates (< 1e-6):", "yes" if worst < 1e-6 else f"NO (worst {worst:.1e})")
+
+
+def _step(step: str, data: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Run one step of this script in a child process of its own."""
+    return subprocess.run([sys.executable, __file__, "--data", str(data), "--work", str(work),
+                           "--step", step, *extra], check=False)
 
 
 def main() -> None:
@@ -274,21 +396,25 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/cells-vs-rows"),
                         help="scratch folder for the cells")
-    parser.add_argument("--step", choices=("build", "battery", "battery-rows", "models"),
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="fresh processes timing the models on cells (default 5)")
+    parser.add_argument("--step", choices=("build", "battery", "battery-rows", "models",
+                                           "models-cells", "event-study-rows"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.step:
         {"build": lambda: build(args.data, args.work), "battery": lambda: battery(args.work),
          "battery-rows": lambda: battery(args.work, rows=True),
-         "models": lambda: models(args.data, args.work)}[args.step]()
+         "models": lambda: models(args.data, args.work, args.repeats),
+         "models-cells": lambda: models_on_cells(args.work),
+         "event-study-rows": lambda: event_study_on_rows(args.work)}[args.step]()
         return
     # Each step in its own process, so that each one's memory is its own.
     for stale in ("battery_seconds", "battery_rows_seconds", "battery.json", "battery_rows.json"):
         (args.work / stale).unlink(missing_ok=True)
     for step in ("build", "battery", "battery-rows", "models"):
-        finished = subprocess.run([sys.executable, __file__, "--data", str(args.data), "--work",
-                                   str(args.work), "--step", step], check=False)
+        finished = _step(step, args.data, args.work, "--repeats", str(args.repeats))
         if finished.returncode != 0:  # e.g. the battery killed for lack of memory: say so, go on
             print(f"step {step} failed (exit {finished.returncode})")
 

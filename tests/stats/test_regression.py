@@ -541,6 +541,31 @@ def test_pair_sums_are_the_sums_of_each_cluster_and_key(clusters, keys):
                                rtol=1e-12)
 
 
+def test_pair_sums_of_cells_in_cluster_order_are_those_of_any_order():
+    """Cells stored in account order take a shortcut (no reordering of the rows): the sums and
+    the layout are the same as for the same cells in another order, and the arrays handed over
+    are left as they were."""
+    from analysis.stats.regression import _pair_sums
+
+    rng = np.random.default_rng(5)
+    size, clusters, keys = 5000, 300, 40
+    cluster, key = np.sort(rng.integers(0, clusters, size)), rng.integers(0, keys, size)
+    counts, weights = rng.integers(0, 4, size).astype(float), rng.random(size)
+    given = [array.copy() for array in (cluster, key, counts, weights)]
+    in_order = _pair_sums(cluster, key, (clusters, keys), [counts, weights])
+    for array, before in zip((cluster, key, counts, weights), given, strict=True):
+        assert np.array_equal(array, before)
+    shuffled = rng.permutation(size)
+    out_of_order = _pair_sums(cluster[shuffled], key[shuffled], (clusters, keys),
+                              [counts[shuffled], weights[shuffled]])
+    for mine, theirs in zip(in_order, out_of_order, strict=True):
+        assert mine.has_canonical_format
+        assert np.array_equal(mine.indptr, theirs.indptr)
+        assert np.array_equal(mine.indices, theirs.indices)
+    assert np.array_equal(in_order[0].data, out_of_order[0].data)  # whole numbers: exact
+    np.testing.assert_allclose(in_order[1].data, out_of_order[1].data, rtol=1e-12)
+
+
 def test_design_by_blocks_leaves_the_cluster_totals_as_they_were():
     """The sandwich by blocks sums residuals per cluster and combination in place; it must not
     touch the (cluster, pattern) layout it was given, which other statistics share."""
