@@ -23,8 +23,16 @@ On a world written by ``bench/generate.py`` this times
   stored cells to the estimates is counted, starting with coding the account ids as the battery
   does. The cells side runs ``--repeats`` times (default 5), each in a fresh process (nothing
   warmed up), and the ratio is taken to the median; the row fits run once, the event study in
-  a process of its own (its design alone is 5.6 GB at 10M cases: on a 24 GB machine
-  statsmodels runs out of memory fitting it, and the benchmark says so and goes on).
+  a process of its own (its design alone is 5.6 GB at 10M cases, and statsmodels' fit peaks
+  far above that; if it runs out of memory, the benchmark says so and goes on).
+
+* **the battery's other models on rows**, fitted by statsmodels the same way: the crude odds
+  ratio (``Table2x2``), the three Mantel-Haenszel odds ratios (``StratifiedTable``) and the Cox
+  model (``PHReg``, on the battery's own sample of accounts). Their point estimates are compared
+  with the battery's; their standard errors are not (statsmodels has neither the battery's
+  delete-one-account jackknife nor Efron-weighted cluster-robust errors for Cox). Every model on
+  rows is then set against the full battery on cells, which does strictly more (the jackknives
+  and 2 x 999 permutations have no counterpart on the rows side).
 
 It checks that the cells give the same coefficients and clustered standard errors as the rows
 (relative difference below 1e-6; every month of the event study) and prints the times.
@@ -288,6 +296,56 @@ def event_study_on_rows(work: Path) -> None:
     print(f"  event study on rows: {seconds:.1f} s")
 
 
+def other_models_on_rows(work: Path) -> None:
+    """The battery's other models fitted by statsmodels on one row per case: the crude odds
+    ratio (``Table2x2``), the three Mantel-Haenszel odds ratios (``StratifiedTable``) and the Cox
+    model (``PHReg``, Efron ties, stratified by policy, on the same sample of accounts as the
+    battery's). Only the fits are timed. Their point estimates are compared with the battery's
+    on cells; their standard errors are not, because statsmodels has neither the battery's
+    delete-one-account jackknife nor Efron-weighted cluster-robust errors for Cox. Writes
+    ``other_models_rows.json``."""
+    from statsmodels.duration.hazard_regression import PHReg
+    from statsmodels.stats.contingency_tables import StratifiedTable, Table2x2
+
+    from analysis.config import SEED
+    from analysis.stats import survival
+
+    account = (pl.read_parquet(work / "rows" / "account_cells.parquet")
+               .with_columns(stratum=pl.concat_str("policy", "severity_band", separator="|"))
+               .select("listed", "is_advertiser", "enforced", "stratum").to_pandas())
+    appeal = pl.read_parquet(work / "rows" / "appeal_cells.parquet").select(
+        "listed", "reversed", "policy").to_pandas()
+    sample, _ = survival._load(pl.read_parquet(work / "cox_rows.parquet"),
+                               duration="decision_hours", event="decided", group="listed",
+                               strata=["policy"], cluster="account_id", max_rows=2_000_000,
+                               seed=SEED)
+    time_, event_, group_, stratum_ = (sample.get_column(c).to_numpy() for c in (
+        survival._TIME, survival._EVENT, survival._GROUP, survival._STRATUM))
+    fits = {
+        "listed_unadjusted": lambda: Table2x2.from_data(account[["listed", "enforced"]])
+        .oddsratio,
+        "listed_adjusted": lambda: StratifiedTable.from_data(
+            "listed", "enforced", "stratum", account).oddsratio_pooled,
+        "advertiser_adjusted": lambda: StratifiedTable.from_data(
+            "is_advertiser", "enforced", "stratum", account).oddsratio_pooled,
+        "appeal_reversal": lambda: StratifiedTable.from_data(
+            "listed", "reversed", "policy", appeal).oddsratio_pooled,
+        "decision_speed": lambda: math.exp(PHReg(
+            time_, group_.astype(float)[:, None], status=event_.astype(float),
+            strata=stratum_, ties="efron").fit().params[0]),
+    }
+    seconds, estimates = {}, {}
+    for name, fit in fits.items():
+        started = time.perf_counter()
+        estimates[name] = float(fit())
+        seconds[name] = time.perf_counter() - started
+    (work / "other_models_rows.json").write_text(json.dumps(
+        {"seconds": seconds, "estimates": estimates}))
+    print(f"  the other models on rows: {sum(seconds.values()):.1f} s "
+          f"({', '.join(f'{k} {v:.1f}' for k, v in seconds.items())}); peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
+
+
 def three_models_on_rows(data: Path) -> tuple[dict, dict]:
     """The three regression models fitted by statsmodels on one row per case: seconds of each
     fit, and its coefficient and clustered SE."""
@@ -330,8 +388,8 @@ def three_models_on_rows(data: Path) -> tuple[dict, dict]:
 
 
 def models(data: Path, work: Path, repeats: int) -> None:
-    """The four models on cells (``repeats`` fresh processes), then on rows; compare estimates
-    and times."""
+    """The four regression models on cells (``repeats`` fresh processes), then on rows, then the
+    battery's other models on rows; compare estimates and times."""
     (work / "models_cells.jsonl").unlink(missing_ok=True)
     (work / "event_study_rows.json").unlink(missing_ok=True)
     for _ in range(repeats):
@@ -373,6 +431,7 @@ def models(data: Path, work: Path, repeats: int) -> None:
         seconds = float(np.median([run["seconds"]["event_study"] for run in runs]))
         print(f"  the event study: {seconds:.1f} s on cells (median); statsmodels did not finish "
               "it on rows")
+    _compare_other_models(data, work, rows_total, battery_seconds)
     worst = 0.0
     for name in fitted_both:
         gap = max(max(abs(coefficient / on_cells[name][key][0] - 1),
@@ -383,6 +442,28 @@ def models(data: Path, work: Path, repeats: int) -> None:
               f"clustered SE {gap:.1e}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
     print("identical estimates (< 1e-6):", "yes" if worst < 1e-6 else f"NO (worst {worst:.1e})")
+
+
+def _compare_other_models(data: Path, work: Path, regressions: float,
+                          battery_seconds: float) -> None:
+    """The battery's other models on rows (in a process of their own), their point estimates
+    against the battery's on cells, and every model on rows against the full battery."""
+    _step("other-models-rows", data, work)
+    fitted = work / "other_models_rows.json"
+    if not fitted.exists():
+        print("  the other models on rows did not finish")
+        return
+    other = json.loads(fitted.read_text())
+    battery_estimates = {t["id"]: t["estimate"]
+                         for t in json.loads((work / "battery.json").read_text())}
+    gap = max(abs(value / battery_estimates[name] - 1)
+              for name, value in other["estimates"].items())
+    cox = other["seconds"]["decision_speed"]
+    every = regressions + sum(other["seconds"].values())
+    print(f"every model of the battery on rows: {every:.1f} s = {every / battery_seconds:.1f}x "
+          f"the full battery on cells ({battery_seconds:.1f} s); without statsmodels' Cox fit "
+          f"({cox:.1f} s): {(every - cox) / battery_seconds:.1f}x; point estimates of the other "
+          f"models, rows to cells: largest relative difference {gap:.1e}")
 
 
 def _step(step: str, data: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -399,7 +480,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5,
                         help="fresh processes timing the models on cells (default 5)")
     parser.add_argument("--step", choices=("build", "battery", "battery-rows", "models",
-                                           "models-cells", "event-study-rows"),
+                                           "models-cells", "event-study-rows",
+                                           "other-models-rows"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -408,7 +490,8 @@ def main() -> None:
          "battery-rows": lambda: battery(args.work, rows=True),
          "models": lambda: models(args.data, args.work, args.repeats),
          "models-cells": lambda: models_on_cells(args.work),
-         "event-study-rows": lambda: event_study_on_rows(args.work)}[args.step]()
+         "event-study-rows": lambda: event_study_on_rows(args.work),
+         "other-models-rows": lambda: other_models_on_rows(args.work)}[args.step]()
         return
     # Each step in its own process, so that each one's memory is its own.
     for stale in ("battery_seconds", "battery_rows_seconds", "battery.json", "battery_rows.json"):
