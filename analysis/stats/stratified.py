@@ -925,12 +925,19 @@ def _cells_by_cluster(
     in_group = data.get_column(group).to_numpy()[keep]
     is_outcome = data.get_column(outcome).to_numpy()[keep]
     w = data.get_column("_w").to_numpy()[keep]
-    shape = (int(g.max()) + 1 if g.size else 0, int(stratum.max()) + 1)
-    selections = (in_group & is_outcome, in_group & ~is_outcome, ~in_group & is_outcome,
-                  ~in_group & ~is_outcome)
-    sums = _pair_sums(g, k, shape, [np.where(selected, w, 0) for selected in selections])
-    g_index = np.repeat(np.arange(shape[0]), np.diff(sums[0].indptr))
-    return g_index, sums[0].indices.astype(np.int64), np.column_stack([m.data for m in sums])
+    # Which of the four cells each row counts in (0 a, 1 b, 2 c, 3 d): the rows are summed once
+    # per (cluster, stratum, cell), one array rather than four that are mostly zeros.
+    cell = (~in_group).astype(np.int64) * 2 + ~is_outcome
+    n_clusters = int(g.max()) + 1 if g.size else 0
+    (sums,) = _pair_sums(g, k * 4 + cell, (n_clusters, (int(stratum.max()) + 1) * 4), [w])
+    g_all = np.repeat(np.arange(n_clusters), np.diff(sums.indptr))
+    k_all, cell = np.divmod(sums.indices.astype(np.int64), 4)
+    # One row per (cluster, stratum) pair with at least one row of data (even if its sums are 0).
+    first = np.ones(g_all.size, dtype=bool)
+    first[1:] = (g_all[1:] != g_all[:-1]) | (k_all[1:] != k_all[:-1])
+    cells = np.zeros((int(first.sum()), 4))
+    cells[np.cumsum(first) - 1, cell] = sums.data
+    return g_all[first], k_all[first], cells
 
 
 def _jackknife_log_mh(
