@@ -489,6 +489,8 @@ def main() -> None:
                                            "other-models-rows"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     args.work.mkdir(parents=True, exist_ok=True)
     if args.step:
         {"build": lambda: build(args.data, args.work), "battery": lambda: battery(args.work),
