@@ -929,7 +929,8 @@ def _cells_by_cluster(
     # per (cluster, stratum, cell), one array rather than four that are mostly zeros.
     cell = (~in_group).astype(np.int64) * 2 + ~is_outcome
     n_clusters = int(g.max()) + 1 if g.size else 0
-    (sums,) = _pair_sums(g, k * 4 + cell, (n_clusters, (int(stratum.max()) + 1) * 4), [w])
+    (sums,) = _pair_sums(g, k.astype(np.int64, copy=False) * 4 + cell,
+                         (n_clusters, (int(stratum.max()) + 1) * 4), [w])
     g_all = np.repeat(np.arange(n_clusters), np.diff(sums.indptr))
     k_all, cell = np.divmod(sums.indices.astype(np.int64), 4)
     # One row per (cluster, stratum) pair with at least one row of data (even if its sums are 0).
