@@ -347,24 +347,18 @@ def other_models_on_rows(work: Path) -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.1f} GB")
 
 
-def three_models_on_rows(data: Path) -> tuple[dict, dict]:
-    """The three regression models fitted by statsmodels on one row per case: seconds of each
-    fit, and its coefficient and clustered SE."""
-    # One row per case, for the row-level fits (not timed).
-    cases, _ = attribute(load(data, check_contract=False), sort_by_case=False, categorical=True)
-    rows = (cases.with_columns(post=(pl.col("flag_date") >= pl.col("directive_date"))
-                               .fill_null(False))
-            .select("account_id", "enforced", "trailing_spend", "is_advertiser", "spend_tier",
-                    "ever_listed", "post", *FACTORS)
-            .collect(engine="streaming"))
-    groups = rows["account_id"].to_physical().to_numpy()
-    spenders = rows.filter(pl.col("is_advertiser"))
+def three_models_on_rows(work: Path) -> tuple[dict, dict]:
+    """The three regression models fitted by statsmodels on one row per case (the row tables
+    stored by ``build``): seconds of each fit, and its coefficient and clustered SE."""
+    rows = pl.read_parquet(work / "rows" / "account_cells.parquet")
+    spenders = pl.read_parquet(work / "rows" / "spend_cells.parquet")  # advertisers' cases
+    groups = rows["account_id"].cast(pl.Categorical).to_physical().to_numpy()
     problems = {
         "spend_adjusted": lambda: (
             spenders["enforced"].cast(pl.Float64).to_numpy(),
             np.column_stack([np.log10(spenders["trailing_spend"].to_numpy()),
                              dummies(spenders, FACTORS)]),
-            spenders["account_id"].to_physical().to_numpy(), True),
+            spenders["account_id"].cast(pl.Categorical).to_physical().to_numpy(), True),
         "spend_trend": lambda: (
             rows["enforced"].cast(pl.Float64).to_numpy(),
             np.column_stack([rows["spend_tier"].cast(pl.Float64).to_numpy(),
@@ -412,9 +406,8 @@ def models(data: Path, work: Path, repeats: int) -> None:
     else:
         why = ("killed by the system, out of memory" if finished.returncode == -9
                else f"exit {finished.returncode}")
-        print(f"  event study on rows: did not finish ({why}; peak RSS "
-              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20:.1f} GB)")
-    three_timings, three_on_rows = three_models_on_rows(data)
+        print(f"  event study on rows: did not finish ({why})")
+    three_timings, three_on_rows = three_models_on_rows(work)
     timings, on_rows = {**three_timings, **timings}, {**three_on_rows, **on_rows}
 
     totals = sorted(run["total"] for run in runs)
@@ -453,8 +446,9 @@ def _compare_other_models(work: Path, regressions: float, battery_seconds: float
     point estimates against the battery's on cells, and every model on rows against the full
     battery."""
     fitted = work / "other_models_rows.json"
-    if not fitted.exists():
-        print("  the other models on rows did not finish")
+    if not all(path.exists() for path in (fitted, work / "battery.json",
+                                          work / "battery_tests_seconds.json")):
+        print("  the other models on rows, or the battery on cells, did not finish")
         return
     other = json.loads(fitted.read_text())
     battery_estimates = {t["id"]: t["estimate"]
@@ -501,7 +495,8 @@ def main() -> None:
          "other-models-rows": lambda: other_models_on_rows(args.work)}[args.step]()
         return
     # Each step in its own process, so that each one's memory is its own.
-    for stale in ("battery_seconds", "battery_rows_seconds", "battery.json", "battery_rows.json"):
+    for stale in ("battery_seconds", "battery_rows_seconds", "battery.json", "battery_rows.json",
+                  "battery_tests_seconds.json", "battery_rows_tests_seconds.json"):
         (args.work / stale).unlink(missing_ok=True)
     for step in ("build", "battery", "battery-rows", "models"):
         finished = _step(step, args.data, args.work, "--repeats", str(args.repeats))
